@@ -1,0 +1,68 @@
+//! The single-table layout: every key and index attribute is spelled here and nowhere else.
+//!
+//! | item     | pk                | sk                  | index attributes                                   |
+//! |----------|-------------------|---------------------|----------------------------------------------------|
+//! | product  | `PRODUCT#<id>`    | `#PRODUCT`          |                                                    |
+//! | address  | `ADDRESS#<id>`    | `#ADDRESS`          |                                                    |
+//! | order    | `ORDER#<id>`      | `#ORDER`            | `owner` + `created_at` (by_owner); `expiry_shard` + `expiry_at` while pending (by_expiry) |
+//! | payment  | `ORDER#<order>`   | `PAYMENT#<id>`      | `payment_id` (by_payment); `expiry_shard` + `expiry_at` while open (by_expiry) |
+//!
+//! An order and its payments share a partition, so `get_order` is one strongly consistent query.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use domain::ids::{AddressId, OrderId, PaymentId, ProductId};
+
+/// Partition key attribute.
+pub const PK: &str = "pk";
+/// Sort key attribute.
+pub const SK: &str = "sk";
+/// Sort key of an order item; sorts before every `PAYMENT#` key.
+pub const ORDER_SK: &str = "#ORDER";
+/// Shards of the expiry index, so the sweeper's queries spread over several partitions.
+pub const EXPIRY_SHARDS: u32 = 4;
+
+/// The key of an item.
+pub type Key = HashMap<String, AttributeValue>;
+
+fn key(pk: String, sk: &str) -> Key {
+    HashMap::from([
+        (PK.to_owned(), AttributeValue::S(pk)),
+        (SK.to_owned(), AttributeValue::S(sk.to_owned())),
+    ])
+}
+
+/// A product's key.
+pub fn product(id: &ProductId) -> Key {
+    key(format!("PRODUCT#{id}"), "#PRODUCT")
+}
+
+/// An address's key.
+pub fn address(id: &AddressId) -> Key {
+    key(format!("ADDRESS#{id}"), "#ADDRESS")
+}
+
+/// The partition holding an order and its payments.
+pub fn order_partition(id: &OrderId) -> String {
+    format!("ORDER#{id}")
+}
+
+/// An order's key.
+pub fn order(id: &OrderId) -> Key {
+    key(order_partition(id), ORDER_SK)
+}
+
+/// A payment's key.
+pub fn payment(order: &OrderId, id: &PaymentId) -> Key {
+    key(order_partition(order), &format!("PAYMENT#{id}"))
+}
+
+/// The expiry-index partition for an item of `kind` (`order` or `payment`) with this id.
+pub fn expiry_shard(kind: &str, id: &str) -> String {
+    let shard = id
+        .bytes()
+        .fold(0u32, |acc, b| acc.wrapping_mul(31).wrapping_add(u32::from(b)))
+        % EXPIRY_SHARDS;
+    format!("{kind}#{shard}")
+}

@@ -1,0 +1,413 @@
+//! The DynamoDB store: one table, one `TransactWriteItems` per placement, refusals read from the
+//! transaction's cancellation reasons.
+
+pub mod keys;
+pub mod schema;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, CancellationReason, ConditionCheck, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+    Update,
+};
+use aws_sdk_dynamodb::Client;
+use domain::catalog::{Address, Product};
+use domain::error::BoxError;
+use domain::ids::{AddressId, OrderId, ProductId};
+use domain::order::{Order, OrderStatus};
+use domain::payment::Payment;
+use domain::ports::{
+    Catalog, CatalogAdmin, LineCheck, NewOrder, OrderStore, OrderWithPayments, PlaceError, Placement, StoreError,
+};
+use domain::StockSource;
+use serde::Serialize;
+use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_item};
+
+/// How often a transaction cancelled only by conflicting concurrent transactions is tried again.
+const CONFLICT_ATTEMPTS: u32 = 4;
+
+/// The DynamoDB store over one table.
+#[derive(Clone, Debug)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+/// The error codes DynamoDB uses for throttling and contention: worth retrying later, so `503`.
+fn is_transient(code: Option<&str>) -> bool {
+    matches!(
+        code,
+        Some(
+            "ThrottlingException"
+                | "ProvisionedThroughputExceededException"
+                | "RequestLimitExceeded"
+                | "TransactionConflictException"
+                | "TransactionInProgressException"
+                | "ThrottlingError"
+                | "TransactionConflict"
+                | "InternalServerError"
+        )
+    )
+}
+
+/// Sorts an SDK failure into busy (throttled, conflicted, timed out, unreachable) or a backend fault.
+fn classify<E>(err: SdkError<E>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let transient = match &err {
+        SdkError::ServiceError(e) => is_transient(e.err().code()),
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => true,
+        _ => false,
+    };
+    let source: BoxError = Box::new(err);
+    if transient {
+        StoreError::Busy(source)
+    } else {
+        StoreError::Backend(source)
+    }
+}
+
+fn backend(err: impl Into<BoxError>) -> StoreError {
+    StoreError::backend(err)
+}
+
+/// Maps a record to an item and adds its key and index attributes.
+fn item<T: Serialize>(
+    record: &T,
+    key: keys::Key,
+    extra: impl IntoIterator<Item = (&'static str, String)>,
+) -> Result<HashMap<String, AttributeValue>, StoreError> {
+    let mut item: HashMap<String, AttributeValue> = to_item(record).map_err(backend)?;
+    item.extend(key);
+    item.extend(extra.into_iter().map(|(k, v)| (k.to_owned(), AttributeValue::S(v))));
+    Ok(item)
+}
+
+fn order_item(order: &Order) -> Result<HashMap<String, AttributeValue>, StoreError> {
+    let mut extra = vec![("owner", order.user_id.to_string())];
+    if order.status == OrderStatus::Pending {
+        extra.push(("expiry_shard", keys::expiry_shard("order", order.id.as_str())));
+        extra.push(("expiry_at", order.payment_deadline.to_rfc3339()));
+    }
+    item(order, keys::order(&order.id), extra)
+}
+
+fn payment_item(payment: &Payment) -> Result<HashMap<String, AttributeValue>, StoreError> {
+    let mut extra = vec![("payment_id", payment.id.to_string())];
+    if payment.status.is_open() {
+        extra.push(("expiry_shard", keys::expiry_shard("payment", payment.id.as_str())));
+        extra.push(("expiry_at", payment.expires_at.to_rfc3339()));
+    }
+    item(payment, keys::payment(&payment.order_id, &payment.id), extra)
+}
+
+fn source_value(source: StockSource) -> AttributeValue {
+    AttributeValue::S(match source {
+        StockSource::Local => "local".into(),
+        StockSource::Supplier => "supplier".into(),
+    })
+}
+
+/// What each action of the transaction is, so a cancellation reason can be traced to its line.
+enum Action {
+    Address,
+    Product(usize),
+    Record,
+}
+
+impl DynamoStore {
+    /// A store over `table`.
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoStore {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// The table name.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    async fn get<T: serde::de::DeserializeOwned>(&self, key: keys::Key) -> Result<Option<T>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .send()
+            .await
+            .map_err(classify)?;
+        out.item.map(|item| from_item(item).map_err(backend)).transpose()
+    }
+
+    async fn put<T: Serialize>(&self, record: &T, key: keys::Key) -> Result<(), StoreError> {
+        let item = item(record, key, [])?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    /// The product action of one line: take the stock if local, else only check the product.
+    fn product_action(&self, line: &NewOrder) -> Result<TransactWriteItem, StoreError> {
+        let order = &line.order;
+        let mut values = HashMap::from([
+            (":active".to_owned(), AttributeValue::Bool(true)),
+            (":price".to_owned(), AttributeValue::S(order.unit_price.to_string())),
+            (":source".to_owned(), source_value(order.stock_source)),
+        ]);
+        let unchanged = "active = :active AND price = :price AND stock_source = :source";
+        let key = keys::product(&order.product_id);
+        let fail = ReturnValuesOnConditionCheckFailure::AllOld;
+        Ok(match order.stock_source {
+            StockSource::Local => {
+                values.insert(":q".to_owned(), AttributeValue::N(order.quantity.get().to_string()));
+                let update = Update::builder()
+                    .table_name(&self.table)
+                    .set_key(Some(key))
+                    .update_expression("SET stock = stock - :q")
+                    .condition_expression(format!("{unchanged} AND stock >= :q"))
+                    .set_expression_attribute_values(Some(values))
+                    .return_values_on_condition_check_failure(fail)
+                    .build()
+                    .map_err(backend)?;
+                TransactWriteItem::builder().update(update).build()
+            }
+            StockSource::Supplier => {
+                let check = ConditionCheck::builder()
+                    .table_name(&self.table)
+                    .set_key(Some(key))
+                    .condition_expression(unchanged)
+                    .set_expression_attribute_values(Some(values))
+                    .return_values_on_condition_check_failure(fail)
+                    .build()
+                    .map_err(backend)?;
+                TransactWriteItem::builder().condition_check(check).build()
+            }
+        })
+    }
+
+    fn put_new(&self, item: HashMap<String, AttributeValue>) -> Result<TransactWriteItem, StoreError> {
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(backend)?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    fn transaction(&self, placement: &Placement) -> Result<(Vec<TransactWriteItem>, Vec<Action>), StoreError> {
+        let mut items = Vec::with_capacity(1 + placement.orders.len() * 3);
+        let mut actions = Vec::with_capacity(items.capacity());
+        let address = ConditionCheck::builder()
+            .table_name(&self.table)
+            .set_key(Some(keys::address(&placement.address_id)))
+            .condition_expression("user_id = :user")
+            .expression_attribute_values(":user", AttributeValue::S(placement.user_id.to_string()))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(backend)?;
+        items.push(TransactWriteItem::builder().condition_check(address).build());
+        actions.push(Action::Address);
+        for (i, line) in placement.orders.iter().enumerate() {
+            items.push(self.product_action(line)?);
+            actions.push(Action::Product(i));
+            items.push(self.put_new(order_item(&line.order)?)?);
+            actions.push(Action::Record);
+            items.push(self.put_new(payment_item(&line.payment)?)?);
+            actions.push(Action::Record);
+        }
+        Ok((items, actions))
+    }
+
+    /// Turns the cancellation reasons into the placement's refusal; `None` when only conflicts (or
+    /// throttling) cancelled it, which is worth another try.
+    fn refusal(
+        placement: &Placement,
+        actions: &[Action],
+        reasons: &[CancellationReason],
+    ) -> Result<Option<PlaceError>, StoreError> {
+        let mut checks = vec![LineCheck::Ok; placement.orders.len()];
+        let mut address_ok = true;
+        let mut refused = false;
+        for (action, reason) in actions.iter().zip(reasons) {
+            match reason.code() {
+                None | Some("None") => continue,
+                Some("ConditionalCheckFailed") => refused = true,
+                Some(code) if is_transient(Some(code)) => continue,
+                Some(code) => return Err(backend(format!("transaction cancelled: {code}"))),
+            }
+            match action {
+                Action::Address => address_ok = false,
+                Action::Product(i) => {
+                    let current: Option<Product> = reason
+                        .item()
+                        .map(|item| from_item(item.clone()))
+                        .transpose()
+                        .map_err(backend)?;
+                    checks[*i] = placement.orders[*i].check(current.as_ref());
+                    if checks[*i] == LineCheck::Ok {
+                        // The condition failed yet the old item satisfies it: the old item was not returned.
+                        return Err(backend("product condition failed without a returned item"));
+                    }
+                }
+                Action::Record => return Err(backend("an order or payment id already exists")),
+            }
+        }
+        if !refused {
+            return Ok(None);
+        }
+        Ok(placement.refusal(&checks, address_ok).err())
+    }
+}
+
+#[async_trait]
+impl Catalog for DynamoStore {
+    async fn product(&self, id: &ProductId) -> Result<Option<Product>, StoreError> {
+        self.get(keys::product(id)).await
+    }
+
+    async fn address(&self, id: &AddressId) -> Result<Option<Address>, StoreError> {
+        self.get(keys::address(id)).await
+    }
+}
+
+#[async_trait]
+impl CatalogAdmin for DynamoStore {
+    async fn upsert_product(&self, product: &Product) -> Result<(), StoreError> {
+        self.put(product, keys::product(&product.id)).await
+    }
+
+    async fn upsert_address(&self, address: &Address) -> Result<(), StoreError> {
+        self.put(address, keys::address(&address.id)).await
+    }
+}
+
+#[async_trait]
+impl OrderStore for DynamoStore {
+    async fn place(&self, placement: &Placement) -> Result<(), PlaceError> {
+        let (items, actions) = self.transaction(placement)?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let sent = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items.clone()))
+                .send()
+                .await;
+            let err = match sent {
+                Ok(_) => return Ok(()),
+                Err(err) => err,
+            };
+            let canceled = match &err {
+                SdkError::ServiceError(e) => match e.err() {
+                    TransactWriteItemsError::TransactionCanceledException(c) => Some(c.cancellation_reasons().to_vec()),
+                    _ => None,
+                },
+                _ => None,
+            };
+            let retryable = match canceled {
+                Some(reasons) => match Self::refusal(placement, &actions, &reasons)? {
+                    Some(refusal) => return Err(refusal),
+                    None => true,
+                },
+                None => match classify(err) {
+                    StoreError::Busy(source) if attempt < CONFLICT_ATTEMPTS => {
+                        tracing::warn!(attempt, error = %domain::error::error_chain(source.as_ref()), "transaction throttled; retrying");
+                        true
+                    }
+                    other => return Err(other.into()),
+                },
+            };
+            if !retryable || attempt >= CONFLICT_ATTEMPTS {
+                return Err(StoreError::Busy(format!("transaction conflicted {attempt} times").into()).into());
+            }
+            // Jittered exponential backoff: 25 ms, 50 ms, 100 ms, plus up to as much again.
+            let base = 25u64 << (attempt - 1);
+            let jitter = u64::from(uuid::Uuid::new_v4().as_bytes()[0]) * base / 255;
+            tokio::time::sleep(Duration::from_millis(base + jitter)).await;
+        }
+    }
+
+    async fn order_with_payments(&self, id: &OrderId) -> Result<Option<OrderWithPayments>, StoreError> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", AttributeValue::S(keys::order_partition(id)))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(classify)?;
+            items.extend(out.items.unwrap_or_default());
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+        let mut order = None;
+        let mut payments = Vec::new();
+        for item in items {
+            let sk = match item.get(keys::SK) {
+                Some(AttributeValue::S(sk)) => sk.clone(),
+                _ => return Err(backend("item without a string sort key")),
+            };
+            if sk == keys::ORDER_SK {
+                order = Some(from_item::<Order>(item).map_err(backend)?);
+            } else if sk.starts_with("PAYMENT#") {
+                payments.push(from_item::<Payment>(item).map_err(backend)?);
+            }
+        }
+        Ok(order.map(|order| OrderWithPayments { order, payments }))
+    }
+}
+
+/// A DynamoDB client from the environment's AWS configuration, pointed at `endpoint` when given
+/// (DynamoDB Local, moto). A local endpoint with no credentials in the environment gets dummy ones.
+pub async fn client(endpoint: Option<&str>) -> Client {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(endpoint) = endpoint {
+        loader = loader.endpoint_url(endpoint);
+        if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
+            loader = loader.credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                "local", "local", None, None, "local",
+            ));
+        }
+        if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none() {
+            loader = loader.region(aws_config::Region::new("us-east-1"));
+        }
+    }
+    Client::new(&loader.load().await)
+}
+
+/// The services a Lambda function runs with: the table named by `TABLE_NAME` (and `DYNAMODB_ENDPOINT`
+/// when set), built once per cold start.
+pub async fn services_from_env() -> Result<domain::usecases::Services, lambda_http::Error> {
+    use std::sync::Arc;
+    let table = std::env::var("TABLE_NAME").map_err(|_| "TABLE_NAME is not set")?;
+    let endpoint = std::env::var("DYNAMODB_ENDPOINT").ok();
+    let store = Arc::new(DynamoStore::new(client(endpoint.as_deref()).await, table));
+    Ok(domain::usecases::Services {
+        catalog: store.clone(),
+        orders: store,
+        supplier: Arc::new(crate::supplier::NoSupplier),
+        clock: Arc::new(domain::ports::SystemClock),
+    })
+}

@@ -1,0 +1,175 @@
+//! The HTTP edge every API function shares: identity from the JWT authorizer, the body limit, and the
+//! one place a `ServiceError` becomes a response.
+
+use domain::usecases::request::MAX_BODY_BYTES;
+use domain::{ServiceError, UserId};
+use lambda_http::http::header::{CONTENT_TYPE, RETRY_AFTER};
+use lambda_http::http::StatusCode;
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde::Serialize;
+use tracing::Instrument;
+
+/// The request id: API Gateway's, else the Lambda invocation's, else a fresh one.
+pub fn request_id(req: &Request) -> String {
+    if let Some(RequestContext::ApiGatewayV2(ctx)) = req.request_context_ref() {
+        if let Some(id) = &ctx.request_id {
+            return id.clone();
+        }
+    }
+    match req.lambda_context_ref() {
+        Some(ctx) if !ctx.request_id.is_empty() => ctx.request_id.clone(),
+        _ => uuid::Uuid::now_v7().to_string(),
+    }
+}
+
+/// The caller, from the JWT authorizer's `sub` claim that API Gateway put in the request context.
+/// Headers and body are never consulted.
+pub fn caller(req: &Request) -> Result<UserId, ServiceError> {
+    let Some(RequestContext::ApiGatewayV2(ctx)) = req.request_context_ref() else {
+        return Err(ServiceError::Unauthenticated);
+    };
+    let sub = ctx
+        .authorizer
+        .as_ref()
+        .and_then(|a| a.jwt.as_ref())
+        .and_then(|jwt| jwt.claims.get("sub"));
+    match sub {
+        Some(sub) => UserId::parse(sub).map_err(|_| ServiceError::Unauthenticated),
+        None => Err(ServiceError::Unauthenticated),
+    }
+}
+
+/// The body's bytes, refused when over the limit.
+pub fn body(req: &Request) -> Result<&[u8], ServiceError> {
+    let bytes: &[u8] = req.body().as_ref();
+    if bytes.len() > MAX_BODY_BYTES {
+        return Err(ServiceError::PayloadTooLarge { limit: MAX_BODY_BYTES });
+    }
+    Ok(bytes)
+}
+
+/// A path parameter by name.
+pub fn path_param(req: &Request, name: &str) -> Option<String> {
+    req.path_parameters_ref().and_then(|p| p.first(name)).map(str::to_owned)
+}
+
+/// A JSON response with the given status.
+pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
+    match serde_json::to_string(value) {
+        Ok(text) => response(status, text),
+        Err(err) => error(&ServiceError::internal(err), "serialization"),
+    }
+}
+
+/// Logs the error at its level and renders the catalogue body, with `Retry-After` where it applies.
+pub fn error(err: &ServiceError, request_id: &str) -> Response<Body> {
+    err.log(request_id);
+    let code = err.code();
+    let status = StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut resp = response(status, err.to_body(request_id).to_string());
+    if let Some(seconds) = code.retry_after_seconds() {
+        resp.headers_mut().insert(RETRY_AFTER, seconds.into());
+    }
+    resp
+}
+
+fn response(status: StatusCode, text: String) -> Response<Body> {
+    let mut resp = Response::new(Body::Text(text));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        lambda_http::http::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// Runs one handler body: any error it returns becomes the catalogue response, tagged with the request id.
+pub async fn respond<F, Fut>(req: Request, handle: F) -> Response<Body>
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: std::future::Future<Output = Result<Response<Body>, ServiceError>>,
+{
+    let request_id = request_id(&req);
+    let span =
+        tracing::info_span!("request", request_id = %request_id, method = %req.method(), path = %req.uri().path());
+    match handle(req).instrument(span).await {
+        Ok(resp) => resp,
+        Err(err) => error(&err, &request_id),
+    }
+}
+
+/// What the local server (or a test) knows about an incoming request, to be presented the way API
+/// Gateway presents it.
+#[derive(Debug, Clone, Default)]
+pub struct GatewayRequest<'a> {
+    /// `GET`, `POST`, ...
+    pub method: &'a str,
+    /// The path as requested.
+    pub path: &'a str,
+    /// The route as declared, e.g. `GET /api/orders/{order_id}/`.
+    pub route_key: &'a str,
+    /// Raw query string, without `?`.
+    pub query: &'a str,
+    /// Headers, names lower-cased.
+    pub headers: Vec<(String, String)>,
+    /// Path parameters the route extracted.
+    pub path_parameters: Vec<(&'a str, String)>,
+    /// The raw body.
+    pub body: &'a [u8],
+    /// The authenticated user, as a JWT authorizer would have put it in the `sub` claim.
+    pub user: Option<&'a str>,
+    /// The request id.
+    pub request_id: &'a str,
+}
+
+impl GatewayRequest<'_> {
+    /// The request as an API Gateway HTTP API (payload 2.0) event, deserialized by `lambda_http` exactly
+    /// as the Lambda runtime deserializes a real one.
+    pub fn into_request(self) -> Result<Request, serde_json::Error> {
+        use base64::Engine;
+        let (body, is_base64) = match std::str::from_utf8(self.body) {
+            Ok(text) => (text.to_owned(), false),
+            Err(_) => (base64::engine::general_purpose::STANDARD.encode(self.body), true),
+        };
+        let headers: serde_json::Map<String, serde_json::Value> = self
+            .headers
+            .into_iter()
+            .map(|(k, v)| (k, serde_json::Value::String(v)))
+            .collect();
+        let mut context = serde_json::json!({
+            "accountId": "local",
+            "apiId": "local",
+            "domainName": "localhost",
+            "domainPrefix": "localhost",
+            "http": {"method": self.method, "path": self.path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": ""},
+            "requestId": self.request_id,
+            "routeKey": self.route_key,
+            "stage": "$default",
+            "time": "",
+            "timeEpoch": chrono::Utc::now().timestamp_millis(),
+        });
+        if let Some(user) = self.user {
+            context["authorizer"] = serde_json::json!({"jwt": {"claims": {"sub": user}, "scopes": null}});
+        }
+        let mut event = serde_json::json!({
+            "version": "2.0",
+            "routeKey": self.route_key,
+            "rawPath": self.path,
+            "rawQueryString": self.query,
+            "headers": headers,
+            "requestContext": context,
+            "body": body,
+            "isBase64Encoded": is_base64,
+        });
+        if !self.path_parameters.is_empty() {
+            let params: serde_json::Map<String, serde_json::Value> = self
+                .path_parameters
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), serde_json::Value::String(v)))
+                .collect();
+            event["pathParameters"] = serde_json::Value::Object(params);
+        }
+        lambda_http::request::from_str(&event.to_string())
+    }
+}

@@ -1,0 +1,287 @@
+//! The embedded store: SQLite in WAL mode, one SQL transaction per placement with the same conditions,
+//! and the same refusals, as the DynamoDB transaction.
+//!
+//! Orders and payments are stored as one JSON document each; the columns the store filters and indexes
+//! on are generated from that document, so they cannot drift from it.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use domain::catalog::{Address, Product};
+use domain::ids::{AddressId, OrderId, ProductId};
+use domain::order::Order;
+use domain::payment::Payment;
+use domain::ports::{Catalog, CatalogAdmin, OrderStore, OrderWithPayments, PlaceError, Placement, StoreError};
+use domain::StockSource;
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS products (
+    id           TEXT PRIMARY KEY,
+    name         TEXT NOT NULL,
+    price        TEXT NOT NULL,
+    stock        INTEGER NOT NULL CHECK (stock >= 0),
+    stock_source TEXT NOT NULL CHECK (stock_source IN ('local', 'supplier')),
+    active       INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS addresses (
+    id      TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    fields  TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS orders (
+    id               TEXT PRIMARY KEY,
+    doc              TEXT NOT NULL,
+    user_id          TEXT GENERATED ALWAYS AS (json_extract(doc, '$.user_id')) VIRTUAL,
+    status           TEXT GENERATED ALWAYS AS (json_extract(doc, '$.status')) VIRTUAL,
+    payment_deadline TEXT GENERATED ALWAYS AS (json_extract(doc, '$.payment_deadline')) VIRTUAL,
+    created_at       TEXT GENERATED ALWAYS AS (json_extract(doc, '$.created_at')) VIRTUAL
+);
+CREATE INDEX IF NOT EXISTS orders_by_user ON orders (user_id, created_at);
+CREATE INDEX IF NOT EXISTS orders_pending_by_deadline ON orders (payment_deadline) WHERE status = 'pending';
+CREATE TABLE IF NOT EXISTS payments (
+    id         TEXT PRIMARY KEY,
+    doc        TEXT NOT NULL,
+    order_id   TEXT GENERATED ALWAYS AS (json_extract(doc, '$.order_id')) VIRTUAL,
+    status     TEXT GENERATED ALWAYS AS (json_extract(doc, '$.status')) VIRTUAL,
+    expires_at TEXT GENERATED ALWAYS AS (json_extract(doc, '$.expires_at')) VIRTUAL
+);
+CREATE INDEX IF NOT EXISTS payments_by_order ON payments (order_id, id);
+CREATE INDEX IF NOT EXISTS payments_open_by_expiry ON payments (expires_at) WHERE status IN ('init', 'processing');
+"#;
+
+/// The SQLite store. Cloning shares the connection.
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+fn backend(err: impl Into<domain::error::BoxError>) -> StoreError {
+    StoreError::backend(err)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file, in WAL mode with the schema in place.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(path).map_err(backend)?;
+        // Another process on the same file waits for the write lock instead of failing at once.
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(backend)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(backend)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(backend)?;
+        conn.execute_batch(SCHEMA).map_err(backend)?;
+        Ok(SqliteStore {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs blocking SQLite work off the async executor, one request at a time on this connection.
+    async fn with<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            let mut conn = conn.lock().map_err(|_| backend("sqlite connection mutex poisoned"))?;
+            work(&mut conn)
+        })
+        .await
+        .map_err(backend)?
+    }
+}
+
+fn read_product(conn: &Connection, id: &ProductId) -> Result<Option<Product>, StoreError> {
+    let row = conn
+        .query_row(
+            "SELECT name, price, stock, stock_source, active FROM products WHERE id = ?1",
+            params![id.as_str()],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, u32>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, bool>(4)?,
+                ))
+            },
+        )
+        .optional()
+        .map_err(backend)?;
+    let Some((name, price, stock, source, active)) = row else {
+        return Ok(None);
+    };
+    Ok(Some(Product {
+        id: id.clone(),
+        name,
+        price: domain::Money::parse(&price).map_err(backend)?,
+        stock,
+        stock_source: serde_json::from_value(serde_json::Value::String(source)).map_err(backend)?,
+        active,
+    }))
+}
+
+fn source_name(source: StockSource) -> &'static str {
+    match source {
+        StockSource::Local => "local",
+        StockSource::Supplier => "supplier",
+    }
+}
+
+#[async_trait]
+impl Catalog for SqliteStore {
+    async fn product(&self, id: &ProductId) -> Result<Option<Product>, StoreError> {
+        let id = id.clone();
+        self.with(move |conn| read_product(conn, &id)).await
+    }
+
+    async fn address(&self, id: &AddressId) -> Result<Option<Address>, StoreError> {
+        let id = id.clone();
+        self.with(move |conn| {
+            let row = conn
+                .query_row(
+                    "SELECT user_id, fields FROM addresses WHERE id = ?1",
+                    params![id.as_str()],
+                    |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
+                )
+                .optional()
+                .map_err(backend)?;
+            let Some((user_id, fields)) = row else {
+                return Ok(None);
+            };
+            Ok(Some(Address {
+                id,
+                user_id: domain::UserId::parse(&user_id).map_err(backend)?,
+                fields: serde_json::from_str(&fields).map_err(backend)?,
+            }))
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl CatalogAdmin for SqliteStore {
+    async fn upsert_product(&self, product: &Product) -> Result<(), StoreError> {
+        let p = product.clone();
+        self.with(move |conn| {
+            conn.execute(
+                "INSERT INTO products (id, name, price, stock, stock_source, active) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (id) DO UPDATE SET name = excluded.name, price = excluded.price, stock = excluded.stock,
+                     stock_source = excluded.stock_source, active = excluded.active",
+                params![
+                    p.id.as_str(),
+                    p.name,
+                    p.price.to_string(),
+                    p.stock,
+                    source_name(p.stock_source),
+                    p.active
+                ],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn upsert_address(&self, address: &Address) -> Result<(), StoreError> {
+        let a = address.clone();
+        self.with(move |conn| {
+            let fields = serde_json::to_string(&a.fields).map_err(backend)?;
+            conn.execute(
+                "INSERT INTO addresses (id, user_id, fields) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (id) DO UPDATE SET user_id = excluded.user_id, fields = excluded.fields",
+                params![a.id.as_str(), a.user_id.as_str(), fields],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl OrderStore for SqliteStore {
+    async fn place(&self, placement: &Placement) -> Result<(), PlaceError> {
+        let placement = placement.clone();
+        let outcome = self
+            .with(move |conn| {
+                // IMMEDIATE takes the write lock up front, so the checks below and the writes see the same rows.
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(backend)?;
+                let mut checks = Vec::with_capacity(placement.orders.len());
+                for line in &placement.orders {
+                    let current = read_product(&tx, &line.order.product_id)?;
+                    checks.push(line.check(current.as_ref()));
+                }
+                let owner: Option<String> = tx
+                    .query_row(
+                        "SELECT user_id FROM addresses WHERE id = ?1",
+                        params![placement.address_id.as_str()],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(backend)?;
+                let address_ok = owner.as_deref() == Some(placement.user_id.as_str());
+                if let Err(refusal) = placement.refusal(&checks, address_ok) {
+                    return Ok(Err(refusal));
+                }
+                for line in &placement.orders {
+                    if line.order.stock_source == StockSource::Local {
+                        let changed = tx
+                            .execute(
+                                "UPDATE products SET stock = stock - ?2 WHERE id = ?1 AND stock >= ?2",
+                                params![line.order.product_id.as_str(), line.order.quantity.get()],
+                            )
+                            .map_err(backend)?;
+                        if changed != 1 {
+                            return Err(backend("stock changed inside an immediate transaction"));
+                        }
+                    }
+                    let order = serde_json::to_string(&line.order).map_err(backend)?;
+                    tx.execute(
+                        "INSERT INTO orders (id, doc) VALUES (?1, ?2)",
+                        params![line.order.id.as_str(), order],
+                    )
+                    .map_err(backend)?;
+                    let payment = serde_json::to_string(&line.payment).map_err(backend)?;
+                    tx.execute(
+                        "INSERT INTO payments (id, doc) VALUES (?1, ?2)",
+                        params![line.payment.id.as_str(), payment],
+                    )
+                    .map_err(backend)?;
+                }
+                tx.commit().map_err(backend)?;
+                Ok(Ok(()))
+            })
+            .await?;
+        outcome
+    }
+
+    async fn order_with_payments(&self, id: &OrderId) -> Result<Option<OrderWithPayments>, StoreError> {
+        let id = id.clone();
+        self.with(move |conn| {
+            let doc: Option<String> = conn
+                .query_row("SELECT doc FROM orders WHERE id = ?1", params![id.as_str()], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(backend)?;
+            let Some(doc) = doc else { return Ok(None) };
+            let order: Order = serde_json::from_str(&doc).map_err(backend)?;
+            let mut stmt = conn
+                .prepare("SELECT doc FROM payments WHERE order_id = ?1 ORDER BY id")
+                .map_err(backend)?;
+            let payments = stmt
+                .query_map(params![id.as_str()], |r| r.get::<_, String>(0))
+                .map_err(backend)?
+                .map(|doc| {
+                    let doc = doc.map_err(backend)?;
+                    serde_json::from_str::<Payment>(&doc).map_err(backend)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Some(OrderWithPayments { order, payments }))
+        })
+        .await
+    }
+}

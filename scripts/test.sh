@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The project's one test command (README and .ci/run call exactly this).
+#  1. installs the pinned test tools (moto[server], cfn-lint) into ./.venv from PyPI,
+#  2. lints template.yaml with cfn-lint (any error fails),
+#  3. checks formatting and clippy (warnings are errors),
+#  4. runs every Rust test in the workspace. The DynamoDB tests start moto's server themselves
+#     (scripts/moto_server.py, on a free loopback port) and, under CI=true, fail if it cannot start.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$python" -m venv .venv
+fi
+stamp=.venv/.requirements-installed
+if [ ! -f "$stamp" ] || ! cmp -s scripts/requirements-test.txt "$stamp"; then
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -r scripts/requirements-test.txt
+  cp scripts/requirements-test.txt "$stamp"
+fi
+
+echo "== cfn-lint template.yaml"
+.venv/bin/cfn-lint template.yaml
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "== cargo test"
+cargo test --workspace --locked "$@"

@@ -1,0 +1,65 @@
+//! What the shop sells and where it delivers: products and addresses as the use cases read them.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{AddressId, ProductId, UserId};
+use crate::money::Money;
+
+/// Who holds a product's stock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StockSource {
+    /// The shop's own stock figure, decremented by each order.
+    #[default]
+    Local,
+    /// The supplier's API (the seed's Haier products); the local figure is not used.
+    Supplier,
+}
+
+/// A catalogue product.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Product {
+    /// The product id.
+    pub id: ProductId,
+    /// Display name.
+    pub name: String,
+    /// Price of one unit.
+    pub price: Money,
+    /// Units on hand (meaningful for `StockSource::Local` only).
+    pub stock: u32,
+    /// Who holds the stock.
+    pub stock_source: StockSource,
+    /// Inactive products cannot be ordered.
+    pub active: bool,
+}
+
+/// A delivery address owned by one shopper; its fields are free-form (name, phone, city, ...).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Address {
+    /// The address id.
+    pub id: AddressId,
+    /// The shopper who owns it.
+    pub user_id: UserId,
+    /// Everything else, as given.
+    #[serde(default)]
+    pub fields: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The address as it was when an order was placed: later edits do not change where an order goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct AddressSnapshot {
+    /// The address id it was taken from.
+    pub id: Option<AddressId>,
+    /// Its fields at that moment.
+    #[serde(default)]
+    pub fields: serde_json::Map<String, serde_json::Value>,
+}
+
+impl From<&Address> for AddressSnapshot {
+    fn from(address: &Address) -> Self {
+        AddressSnapshot {
+            id: Some(address.id.clone()),
+            fields: address.fields.clone(),
+        }
+    }
+}

@@ -1,0 +1,344 @@
+//! The error catalogue (SPEC section 6): one enum of everything a use case can answer with, and for each
+//! its stable code, HTTP status and the seed's message. The HTTP shell only renders what this says.
+
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::ids::ProductId;
+use crate::order::OrderStatus;
+
+/// Any error a caller may receive, boxed for sources we only log.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A stable, machine-readable error code with its HTTP status and message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ErrorCode {
+    /// Malformed JSON, missing or out-of-range field.
+    ValidationError,
+    /// Unknown or inactive product.
+    ProductNotFound,
+    /// Unknown address or another user's.
+    AddressInvalid,
+    /// Payment asked for an order not in `pending`.
+    InvalidOrderStatus,
+    /// Payment asked for an order past its deadline.
+    OrderExpired,
+    /// Amount differs from the order total by more than 0.01.
+    AmountMismatch,
+    /// Amount is not a finite, non-negative decimal with at most two places.
+    InvalidAmountFormat,
+    /// Too many distinct products for one transaction.
+    BatchTooLarge,
+    /// No identity.
+    Unauthenticated,
+    /// Callback signature or timestamp wrong.
+    InvalidSignature,
+    /// Unknown order, or another user's.
+    OrderNotFound,
+    /// Not enough stock.
+    InsufficientStock,
+    /// Body over the limit.
+    PayloadTooLarge,
+    /// Same idempotency key, different request.
+    IdempotencyKeyReused,
+    /// Supplier stock API down or slow.
+    SupplierUnavailable,
+    /// Store throttling or conflicts that outlasted retries.
+    ServiceBusy,
+    /// Anything else.
+    InternalError,
+}
+
+impl ErrorCode {
+    /// The code as written in responses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ValidationError => "VALIDATION_ERROR",
+            Self::ProductNotFound => "PRODUCT_NOT_FOUND",
+            Self::AddressInvalid => "ADDRESS_INVALID",
+            Self::InvalidOrderStatus => "INVALID_ORDER_STATUS",
+            Self::OrderExpired => "ORDER_EXPIRED",
+            Self::AmountMismatch => "AMOUNT_MISMATCH",
+            Self::InvalidAmountFormat => "INVALID_AMOUNT_FORMAT",
+            Self::BatchTooLarge => "BATCH_TOO_LARGE",
+            Self::Unauthenticated => "UNAUTHENTICATED",
+            Self::InvalidSignature => "INVALID_SIGNATURE",
+            Self::OrderNotFound => "ORDER_NOT_FOUND",
+            Self::InsufficientStock => "INSUFFICIENT_STOCK",
+            Self::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            Self::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
+            Self::SupplierUnavailable => "SUPPLIER_UNAVAILABLE",
+            Self::ServiceBusy => "SERVICE_BUSY",
+            Self::InternalError => "INTERNAL_ERROR",
+        }
+    }
+
+    /// The HTTP status that carries it.
+    pub fn http_status(self) -> u16 {
+        match self {
+            Self::ValidationError
+            | Self::ProductNotFound
+            | Self::AddressInvalid
+            | Self::InvalidOrderStatus
+            | Self::OrderExpired
+            | Self::AmountMismatch
+            | Self::InvalidAmountFormat
+            | Self::BatchTooLarge => 400,
+            Self::Unauthenticated | Self::InvalidSignature => 401,
+            Self::OrderNotFound => 404,
+            Self::InsufficientStock => 409,
+            Self::PayloadTooLarge => 413,
+            Self::IdempotencyKeyReused => 422,
+            Self::SupplierUnavailable | Self::ServiceBusy => 503,
+            Self::InternalError => 500,
+        }
+    }
+
+    /// The seed's message for people.
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::ValidationError => "请求参数无效",
+            Self::ProductNotFound => "商品不存在",
+            Self::AddressInvalid => "地址无效",
+            Self::InvalidOrderStatus => "订单状态不允许支付",
+            Self::OrderExpired => "订单已过期",
+            Self::AmountMismatch => "支付金额与订单金额不一致",
+            Self::InvalidAmountFormat => "无效的支付金额格式",
+            Self::BatchTooLarge => "批量订单商品过多",
+            Self::Unauthenticated => "未认证",
+            Self::InvalidSignature => "签名无效",
+            Self::OrderNotFound => "订单不存在",
+            Self::InsufficientStock => "库存不足",
+            Self::PayloadTooLarge => "请求体过大",
+            Self::IdempotencyKeyReused => "幂等键已用于不同的请求",
+            Self::SupplierUnavailable => "供应商库存服务不可用",
+            Self::ServiceBusy => "服务繁忙",
+            Self::InternalError => "系统异常",
+        }
+    }
+
+    /// Seconds a client should wait before retrying, for the errors that are worth retrying.
+    pub fn retry_after_seconds(self) -> Option<u32> {
+        match self {
+            Self::SupplierUnavailable => Some(5),
+            Self::ServiceBusy => Some(1),
+            _ => None,
+        }
+    }
+}
+
+/// One field of a request that failed validation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    /// The field's path in the body, e.g. `items[2].quantity`; `body` for the whole body.
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl FieldError {
+    /// A field error.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        FieldError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A product there is not enough of.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Shortage {
+    /// The product.
+    pub product_id: ProductId,
+    /// What the request asked for (after merging lines).
+    pub requested: u32,
+    /// What is available now.
+    pub available: u32,
+}
+
+/// Everything a use case can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The request is malformed; each field error names a field.
+    #[error("invalid request: {} field error(s)", .0.len())]
+    Validation(Vec<FieldError>),
+    /// Unknown or inactive product.
+    #[error("product {0} not found or inactive")]
+    ProductNotFound(ProductId),
+    /// Unknown address or another user's.
+    #[error("address unknown or not the caller's")]
+    AddressInvalid,
+    /// The order's status does not allow paying it.
+    #[error("order status {0} does not allow payment")]
+    InvalidOrderStatus(OrderStatus),
+    /// The order's payment deadline has passed.
+    #[error("order payment deadline has passed")]
+    OrderExpired,
+    /// A given amount differs from the order total.
+    #[error("amount differs from the order total")]
+    AmountMismatch,
+    /// A given amount is malformed.
+    #[error("amount is malformed")]
+    InvalidAmountFormat,
+    /// Too many distinct products for one atomic write.
+    #[error("batch has {given} distinct products; at most {max}")]
+    BatchTooLarge {
+        /// The cap.
+        max: usize,
+        /// What the request had.
+        given: usize,
+    },
+    /// No identity in the request.
+    #[error("no authenticated user")]
+    Unauthenticated,
+    /// A callback's signature or timestamp is wrong.
+    #[error("callback signature invalid")]
+    InvalidSignature,
+    /// Unknown order, or another user's.
+    #[error("order not found")]
+    OrderNotFound,
+    /// Not enough stock for one or more products.
+    #[error("insufficient stock for {} product(s)", .0.len())]
+    InsufficientStock(Vec<Shortage>),
+    /// Body over the limit.
+    #[error("request body over {limit} bytes")]
+    PayloadTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// Same idempotency key used for another request.
+    #[error("idempotency key reused for a different request")]
+    IdempotencyKeyReused,
+    /// The supplier's stock API is down or slow.
+    #[error("supplier stock service unavailable")]
+    SupplierUnavailable(#[source] BoxError),
+    /// The store throttled or conflicted past our retries.
+    #[error("store busy")]
+    ServiceBusy(#[source] BoxError),
+    /// Anything else: logged in full, answered opaquely.
+    #[error("internal error")]
+    Internal(#[source] BoxError),
+}
+
+impl ServiceError {
+    /// Wraps any error as an internal one.
+    pub fn internal(err: impl Into<BoxError>) -> Self {
+        ServiceError::Internal(err.into())
+    }
+
+    /// A validation error on one field.
+    pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ServiceError::Validation(vec![FieldError::new(field, message)])
+    }
+
+    /// The catalogue entry this error answers with.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::Validation(_) => ErrorCode::ValidationError,
+            Self::ProductNotFound(_) => ErrorCode::ProductNotFound,
+            Self::AddressInvalid => ErrorCode::AddressInvalid,
+            Self::InvalidOrderStatus(_) => ErrorCode::InvalidOrderStatus,
+            Self::OrderExpired => ErrorCode::OrderExpired,
+            Self::AmountMismatch => ErrorCode::AmountMismatch,
+            Self::InvalidAmountFormat => ErrorCode::InvalidAmountFormat,
+            Self::BatchTooLarge { .. } => ErrorCode::BatchTooLarge,
+            Self::Unauthenticated => ErrorCode::Unauthenticated,
+            Self::InvalidSignature => ErrorCode::InvalidSignature,
+            Self::OrderNotFound => ErrorCode::OrderNotFound,
+            Self::InsufficientStock(_) => ErrorCode::InsufficientStock,
+            Self::PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,
+            Self::IdempotencyKeyReused => ErrorCode::IdempotencyKeyReused,
+            Self::SupplierUnavailable(_) => ErrorCode::SupplierUnavailable,
+            Self::ServiceBusy(_) => ErrorCode::ServiceBusy,
+            Self::Internal(_) => ErrorCode::InternalError,
+        }
+    }
+
+    /// Structured detail safe to show the caller (never a source error's text).
+    pub fn details(&self) -> Option<Value> {
+        match self {
+            Self::Validation(fields) => Some(json!({ "fields": fields })),
+            Self::ProductNotFound(id) => Some(json!({ "product_id": id })),
+            Self::InvalidOrderStatus(status) => Some(json!({ "status": status })),
+            Self::BatchTooLarge { max, given } => Some(json!({ "max_distinct_products": max, "given": given })),
+            Self::InsufficientStock(shortages) => Some(json!(shortages)),
+            Self::PayloadTooLarge { limit } => Some(json!({ "max_bytes": limit })),
+            _ => None,
+        }
+    }
+
+    /// The response body: `{"error": {"code", "message", "details"}, "request_id"}`.
+    pub fn to_body(&self, request_id: &str) -> Value {
+        let code = self.code();
+        json!({
+            "error": { "code": code.as_str(), "message": code.message(), "details": self.details() },
+            "request_id": request_id,
+        })
+    }
+
+    /// Logs the error at the seed's level: stock shortages and system faults at error, a refused order
+    /// status at warning, plain bad input at info. Internal errors carry their whole `source()` chain.
+    pub fn log(&self, request_id: &str) {
+        let code = self.code().as_str();
+        match self {
+            Self::InsufficientStock(shortages) => {
+                tracing::error!(request_id, code, ?shortages, "insufficient stock")
+            }
+            Self::InvalidOrderStatus(status) => {
+                tracing::warn!(request_id, code, %status, "order status does not allow payment")
+            }
+            Self::SupplierUnavailable(source) | Self::ServiceBusy(source) | Self::Internal(source) => {
+                tracing::error!(request_id, code, error = %error_chain(source.as_ref()), "request failed")
+            }
+            _ => tracing::info!(request_id, code, "request refused"),
+        }
+    }
+}
+
+/// `outer: inner: innermost`, for logs.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_has_the_catalogue_shape() {
+        let err = ServiceError::InsufficientStock(vec![Shortage {
+            product_id: ProductId::parse("p1").unwrap(),
+            requested: 3,
+            available: 1,
+        }]);
+        assert_eq!(err.code().http_status(), 409);
+        assert_eq!(
+            err.to_body("req-1"),
+            json!({
+                "error": {
+                    "code": "INSUFFICIENT_STOCK",
+                    "message": "库存不足",
+                    "details": [{"product_id": "p1", "requested": 3, "available": 1}],
+                },
+                "request_id": "req-1",
+            })
+        );
+    }
+
+    #[test]
+    fn internal_errors_never_show_their_source() {
+        let err = ServiceError::internal("table orders-prod: AccessDenied");
+        let body = err.to_body("r").to_string();
+        assert!(!body.contains("AccessDenied"), "{body}");
+        assert_eq!(err.code().http_status(), 500);
+    }
+}

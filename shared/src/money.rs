@@ -1,0 +1,142 @@
+//! Money: yuan with exactly two places (fen), carried as `Decimal`, written in JSON as a string.
+
+use std::fmt;
+use std::str::FromStr;
+
+use rust_decimal::{Decimal, RoundingStrategy};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// The largest amount the shop deals in; keeps every product of price and quantity far from `Decimal`'s limits.
+const MAX_YUAN: i64 = 1_000_000_000_000;
+
+/// The seed's rounding tolerance: amounts this close to the expected one are the same amount.
+pub const AMOUNT_TOLERANCE: Money = Money(Decimal::from_parts(1, 0, 0, false, 2));
+
+/// A non-negative amount of money with exactly two decimal places.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Money(Decimal);
+
+/// Why a string is not an amount of money.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a finite, non-negative amount with at most two decimal places")]
+pub struct AmountFormatError;
+
+impl Money {
+    /// Zero yuan.
+    pub const ZERO: Money = Money(Decimal::from_parts(0, 0, 0, false, 2));
+
+    /// Parses `"199"`, `"199.0"` or `"199.00"`; refuses signs, exponents, more than two places and absurd sizes.
+    pub fn parse(text: &str) -> Result<Self, AmountFormatError> {
+        let text = text.trim();
+        if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+            return Err(AmountFormatError);
+        }
+        let value = Decimal::from_str(text).map_err(|_| AmountFormatError)?;
+        Self::from_decimal(value)
+    }
+
+    /// Accepts a decimal that already has at most two places and is within range.
+    pub fn from_decimal(value: Decimal) -> Result<Self, AmountFormatError> {
+        if value.is_sign_negative() && !value.is_zero() {
+            return Err(AmountFormatError);
+        }
+        if value.normalize().scale() > 2 || value >= Decimal::from(MAX_YUAN) {
+            return Err(AmountFormatError);
+        }
+        let mut value = value.abs();
+        value.rescale(2);
+        Ok(Money(value))
+    }
+
+    /// The amount as a `Decimal` (scale 2).
+    pub fn as_decimal(self) -> Decimal {
+        self.0
+    }
+
+    /// This amount times a count, still exact to the fen.
+    pub fn times(self, count: u32) -> Money {
+        let mut value = self.0 * Decimal::from(count);
+        value = value.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero);
+        value.rescale(2);
+        Money(value)
+    }
+
+    /// Sum of two amounts.
+    pub fn plus(self, other: Money) -> Money {
+        let mut value = self.0 + other.0;
+        value.rescale(2);
+        Money(value)
+    }
+
+    /// True when the two amounts differ by at most the seed's 0.01 tolerance.
+    pub fn matches(self, other: Money) -> bool {
+        (self.0 - other.0).abs() <= AMOUNT_TOLERANCE.0
+    }
+}
+
+impl fmt::Display for Money {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:.2}", self.0)
+    }
+}
+
+impl Serialize for Money {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Money {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Money::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_prints_two_places() {
+        assert_eq!(Money::parse("199").unwrap().to_string(), "199.00");
+        assert_eq!(Money::parse("199.5").unwrap().to_string(), "199.50");
+        assert_eq!(Money::parse("0.01").unwrap().to_string(), "0.01");
+        assert_eq!(Money::parse("12.340").unwrap().to_string(), "12.34");
+    }
+
+    #[test]
+    fn refuses_malformed_amounts() {
+        for bad in [
+            "",
+            "-1",
+            "+1",
+            "1e3",
+            "1.001",
+            "abc",
+            "1,00",
+            "NaN",
+            "inf",
+            "1.2.3",
+            "1000000000000",
+        ] {
+            assert_eq!(Money::parse(bad), Err(AmountFormatError), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn multiplies_exactly_and_compares_with_tolerance() {
+        let price = Money::parse("0.10").unwrap();
+        assert_eq!(price.times(3).to_string(), "0.30");
+        assert!(Money::parse("100.00").unwrap().matches(Money::parse("100.01").unwrap()));
+        assert!(!Money::parse("100.00").unwrap().matches(Money::parse("100.02").unwrap()));
+    }
+
+    #[test]
+    fn json_is_a_string() {
+        let m = Money::parse("5").unwrap();
+        assert_eq!(serde_json::to_string(&m).unwrap(), "\"5.00\"");
+        assert_eq!(serde_json::from_str::<Money>("\"5.00\"").unwrap(), m);
+        assert!(serde_json::from_str::<Money>("5.0").is_err());
+    }
+}

@@ -1,0 +1,281 @@
+//! Orders and the seed's order state machine (SPEC section 7).
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{AddressSnapshot, StockSource};
+use crate::ids::{OrderId, ProductId, Quantity, TtlMinutes, UserId};
+use crate::money::Money;
+use crate::time::Timestamp;
+
+/// Where an order is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OrderStatus {
+    /// Created, waiting for payment.
+    Pending,
+    /// Paid.
+    Paid,
+    /// Handed to the carrier.
+    Shipped,
+    /// Received by the shopper.
+    Completed,
+    /// Cancelled (by the shopper, support, or payment expiry).
+    Cancelled,
+    /// Money returned.
+    Refunded,
+}
+
+impl OrderStatus {
+    /// Every status, in the seed's order.
+    pub const ALL: [OrderStatus; 6] = [
+        Self::Pending,
+        Self::Paid,
+        Self::Shipped,
+        Self::Completed,
+        Self::Cancelled,
+        Self::Refunded,
+    ];
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Paid => "paid",
+            Self::Shipped => "shipped",
+            Self::Completed => "completed",
+            Self::Cancelled => "cancelled",
+            Self::Refunded => "refunded",
+        }
+    }
+
+    /// True for `completed`, `cancelled` and `refunded`.
+    pub fn is_terminal(self) -> bool {
+        allowed_transitions(self).is_empty()
+    }
+}
+
+impl std::fmt::Display for OrderStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The statuses an order may move to from `from`: the whole state machine lives in this one table.
+pub fn allowed_transitions(from: OrderStatus) -> &'static [OrderStatus] {
+    use OrderStatus::*;
+    match from {
+        Pending => &[Paid, Cancelled],
+        Paid => &[Shipped, Refunded, Cancelled],
+        Shipped => &[Completed, Refunded],
+        Completed | Cancelled | Refunded => &[],
+    }
+}
+
+/// Whether `from → to` is a transition the state machine allows.
+pub fn can_transition(from: OrderStatus, to: OrderStatus) -> bool {
+    allowed_transitions(from).contains(&to)
+}
+
+/// One line of an order's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// The status before; `None` for the creation entry.
+    pub from: Option<OrderStatus>,
+    /// The status after.
+    pub to: OrderStatus,
+    /// Who made the change: `user:<id>`, `payment-callback`, `system:expiry`, ...
+    pub operator: String,
+    /// Free text for people.
+    pub note: String,
+    /// When.
+    pub at: Timestamp,
+}
+
+/// A refused transition.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("order status cannot change from {from} to {to}")]
+pub struct TransitionError {
+    /// The order's status.
+    pub from: OrderStatus,
+    /// The status asked for.
+    pub to: OrderStatus,
+}
+
+/// One product bought in one quantity by one shopper, with its price and address frozen at creation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Order {
+    /// The order id.
+    pub id: OrderId,
+    /// The shopper.
+    pub user_id: UserId,
+    /// The product bought.
+    pub product_id: ProductId,
+    /// The product's name when ordered.
+    pub product_name: String,
+    /// Where the product's stock is kept, so that cancelling knows whether to return it.
+    pub stock_source: StockSource,
+    /// Units bought.
+    pub quantity: Quantity,
+    /// Price of one unit when ordered.
+    pub unit_price: Money,
+    /// `unit_price × quantity`; every payment of the order is for this amount.
+    pub total_amount: Money,
+    /// Current status.
+    pub status: OrderStatus,
+    /// The delivery address as it was when ordered.
+    pub address: AddressSnapshot,
+    /// The payment lifetime the order was created with.
+    pub ttl_minutes: TtlMinutes,
+    /// After this instant the order can no longer be paid and the sweeper cancels it.
+    pub payment_deadline: Timestamp,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// Last change.
+    pub updated_at: Timestamp,
+    /// Every status change, oldest first, starting with creation.
+    pub history: Vec<HistoryEntry>,
+}
+
+impl Order {
+    /// Moves the order to `to` if the state machine allows it, recording who did it and why.
+    pub fn transition(
+        &mut self,
+        to: OrderStatus,
+        operator: &str,
+        note: &str,
+        at: Timestamp,
+    ) -> Result<&HistoryEntry, TransitionError> {
+        if !can_transition(self.status, to) {
+            return Err(TransitionError { from: self.status, to });
+        }
+        self.history.push(HistoryEntry {
+            from: Some(self.status),
+            to,
+            operator: operator.to_owned(),
+            note: note.to_owned(),
+            at,
+        });
+        self.status = to;
+        self.updated_at = at;
+        Ok(self.history.last().expect("an entry was just pushed"))
+    }
+
+    /// The statuses this order may move to next.
+    pub fn allowed_transitions(&self) -> &'static [OrderStatus] {
+        allowed_transitions(self.status)
+    }
+
+    /// Whether the payment deadline has passed at `now`.
+    pub fn is_past_deadline(&self, now: Timestamp) -> bool {
+        now >= self.payment_deadline
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use OrderStatus::*;
+
+    /// SPEC section 7, written out independently of `allowed_transitions` so the test can catch a typo there.
+    const ALLOWED: [(OrderStatus, OrderStatus); 7] = [
+        (Pending, Paid),
+        (Pending, Cancelled),
+        (Paid, Shipped),
+        (Paid, Refunded),
+        (Paid, Cancelled),
+        (Shipped, Completed),
+        (Shipped, Refunded),
+    ];
+
+    fn order_in(status: OrderStatus) -> Order {
+        let at = Timestamp::parse("2026-11-25T07:00:00Z").unwrap();
+        Order {
+            id: OrderId::parse("o1").unwrap(),
+            user_id: UserId::parse("u1").unwrap(),
+            product_id: ProductId::parse("p1").unwrap(),
+            product_name: "fridge".into(),
+            stock_source: StockSource::Local,
+            quantity: Quantity::new(1).unwrap(),
+            unit_price: Money::parse("1.00").unwrap(),
+            total_amount: Money::parse("1.00").unwrap(),
+            status,
+            address: AddressSnapshot::default(),
+            ttl_minutes: TtlMinutes::DEFAULT,
+            payment_deadline: at.plus_minutes(30),
+            created_at: at,
+            updated_at: at,
+            history: vec![],
+        }
+    }
+
+    #[test]
+    fn every_allowed_transition_succeeds_with_history() {
+        for (from, to) in ALLOWED {
+            let mut order = order_in(from);
+            let at = order.created_at.plus_minutes(1);
+            let entry = order.transition(to, "ops:alice", "because", at).unwrap().clone();
+            assert_eq!(order.status, to);
+            assert_eq!(order.updated_at, at);
+            assert_eq!(
+                entry,
+                HistoryEntry {
+                    from: Some(from),
+                    to,
+                    operator: "ops:alice".into(),
+                    note: "because".into(),
+                    at
+                }
+            );
+            assert_eq!(order.history, vec![entry]);
+        }
+    }
+
+    #[test]
+    fn every_other_pair_is_refused_and_changes_nothing() {
+        let mut refused = 0;
+        for from in OrderStatus::ALL {
+            for to in OrderStatus::ALL {
+                if ALLOWED.contains(&(from, to)) {
+                    assert!(can_transition(from, to));
+                    continue;
+                }
+                assert!(!can_transition(from, to), "{from} -> {to}");
+                let mut order = order_in(from);
+                let before = order.clone();
+                let err = order.transition(to, "x", "y", order.created_at).unwrap_err();
+                assert_eq!(err, TransitionError { from, to });
+                assert_eq!(order, before);
+                refused += 1;
+            }
+        }
+        assert_eq!(refused, 36 - ALLOWED.len());
+    }
+
+    #[test]
+    fn allowed_transitions_and_terminal_states() {
+        assert_eq!(allowed_transitions(Pending), &[Paid, Cancelled]);
+        assert_eq!(order_in(Paid).allowed_transitions(), &[Shipped, Refunded, Cancelled]);
+        for s in OrderStatus::ALL {
+            assert_eq!(s.is_terminal(), matches!(s, Completed | Cancelled | Refunded));
+        }
+    }
+
+    #[test]
+    fn a_chain_of_transitions_keeps_every_entry_in_order() {
+        let mut order = order_in(Pending);
+        let t0 = order.created_at;
+        order
+            .transition(Paid, "payment-callback", "paid", t0.plus_minutes(1))
+            .unwrap();
+        order.transition(Shipped, "ops", "shipped", t0.plus_minutes(2)).unwrap();
+        order
+            .transition(Completed, "user:u1", "received", t0.plus_minutes(3))
+            .unwrap();
+        let path: Vec<_> = order.history.iter().map(|h| (h.from, h.to)).collect();
+        assert_eq!(
+            path,
+            vec![(Some(Pending), Paid), (Some(Paid), Shipped), (Some(Shipped), Completed)]
+        );
+        assert!(order.transition(Refunded, "ops", "late", t0.plus_minutes(4)).is_err());
+    }
+}

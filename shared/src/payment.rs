@@ -1,0 +1,205 @@
+//! Payments: one attempt to pay an order, with the seed's statuses and an append-only log.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{OrderId, PaymentId, PaymentMethod, TtlMinutes, UserId};
+use crate::money::Money;
+use crate::order::Order;
+use crate::time::Timestamp;
+
+/// Where a payment is in its life (SPEC section 7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PaymentStatus {
+    /// Created, the shopper has not started paying.
+    Init,
+    /// The provider reports the payment under way.
+    Processing,
+    /// Paid.
+    Succeeded,
+    /// The provider refused it.
+    Failed,
+    /// Its time ran out.
+    Expired,
+}
+
+impl PaymentStatus {
+    /// Every status.
+    pub const ALL: [PaymentStatus; 5] = [
+        Self::Init,
+        Self::Processing,
+        Self::Succeeded,
+        Self::Failed,
+        Self::Expired,
+    ];
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Init => "init",
+            Self::Processing => "processing",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Expired => "expired",
+        }
+    }
+
+    /// `init` and `processing`: the payment can still succeed on its own.
+    pub fn is_open(self) -> bool {
+        matches!(self, Self::Init | Self::Processing)
+    }
+
+    /// Whether `self → to` is allowed. `expired → succeeded` exists only for a provider's late success
+    /// callback (SPEC section 8); nothing else leaves `expired`.
+    pub fn can_transition(self, to: PaymentStatus) -> bool {
+        use PaymentStatus::*;
+        matches!(
+            (self, to),
+            (Init, Processing)
+                | (Init, Succeeded)
+                | (Init, Failed)
+                | (Init, Expired)
+                | (Processing, Succeeded)
+                | (Processing, Failed)
+                | (Processing, Expired)
+                | (Expired, Succeeded)
+        )
+    }
+}
+
+impl std::fmt::Display for PaymentStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One event in a payment's life.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentLog {
+    /// What happened: `created`, `processing`, `succeeded`, `amount_mismatch`, ...
+    pub event: String,
+    /// When.
+    pub at: Timestamp,
+    /// Structured detail for people and audits.
+    pub details: serde_json::Value,
+}
+
+/// One attempt to pay an order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Payment {
+    /// The payment id (what the provider echoes back in callbacks).
+    pub id: PaymentId,
+    /// The order paid for.
+    pub order_id: OrderId,
+    /// The shopper who owns the order.
+    pub user_id: UserId,
+    /// Always the order's total.
+    pub amount: Money,
+    /// How the shopper pays.
+    pub method: PaymentMethod,
+    /// Current status.
+    pub status: PaymentStatus,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// After this instant the payment is expired; never later than the order's deadline.
+    pub expires_at: Timestamp,
+    /// Every event, oldest first.
+    pub logs: Vec<PaymentLog>,
+}
+
+impl Payment {
+    /// The seed's `Payment.create_for_order`: amount = order total, status `init`, expiring after `ttl`
+    /// (but never after the order's payment deadline), logged as `created`.
+    pub fn create_for_order(order: &Order, method: PaymentMethod, ttl: TtlMinutes, now: Timestamp) -> Payment {
+        let expires_at = now.plus_minutes(ttl.get()).min(order.payment_deadline);
+        Payment {
+            id: PaymentId::generate(),
+            order_id: order.id.clone(),
+            user_id: order.user_id.clone(),
+            amount: order.total_amount,
+            method,
+            status: PaymentStatus::Init,
+            created_at: now,
+            expires_at,
+            logs: vec![PaymentLog {
+                event: "created".into(),
+                at: now,
+                details: serde_json::json!({
+                    "method": method.as_str(),
+                    "amount": order.total_amount,
+                    "ttl_minutes": ttl.get(),
+                }),
+            }],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{AddressSnapshot, StockSource};
+    use crate::ids::{ProductId, Quantity};
+    use crate::order::OrderStatus;
+
+    fn order(deadline_minutes: u32) -> Order {
+        let at = Timestamp::parse("2026-11-25T07:00:00Z").unwrap();
+        Order {
+            id: OrderId::parse("o1").unwrap(),
+            user_id: UserId::parse("u1").unwrap(),
+            product_id: ProductId::parse("p1").unwrap(),
+            product_name: "washer".into(),
+            stock_source: StockSource::Local,
+            quantity: Quantity::new(2).unwrap(),
+            unit_price: Money::parse("99.50").unwrap(),
+            total_amount: Money::parse("199.00").unwrap(),
+            status: OrderStatus::Pending,
+            address: AddressSnapshot::default(),
+            ttl_minutes: TtlMinutes::new(deadline_minutes).unwrap(),
+            payment_deadline: at.plus_minutes(deadline_minutes),
+            created_at: at,
+            updated_at: at,
+            history: vec![],
+        }
+    }
+
+    #[test]
+    fn create_for_order_copies_the_total_and_logs_creation() {
+        let o = order(30);
+        let p = Payment::create_for_order(&o, PaymentMethod::Alipay, TtlMinutes::DEFAULT, o.created_at);
+        assert_eq!(p.amount, o.total_amount);
+        assert_eq!(p.status, PaymentStatus::Init);
+        assert_eq!(p.expires_at, o.created_at.plus_minutes(30));
+        assert_eq!(p.logs.len(), 1);
+        assert_eq!(p.logs[0].event, "created");
+        assert_eq!(p.logs[0].details["amount"], "199.00");
+        assert_eq!(p.logs[0].details["method"], "alipay");
+    }
+
+    #[test]
+    fn a_payment_never_outlives_its_order() {
+        let o = order(10);
+        let p = Payment::create_for_order(&o, PaymentMethod::Wechat, TtlMinutes::new(60).unwrap(), o.created_at);
+        assert_eq!(p.expires_at, o.payment_deadline);
+    }
+
+    #[test]
+    fn payment_transitions() {
+        use PaymentStatus::*;
+        let allowed = [
+            (Init, Processing),
+            (Init, Succeeded),
+            (Init, Failed),
+            (Init, Expired),
+            (Processing, Succeeded),
+            (Processing, Failed),
+            (Processing, Expired),
+            (Expired, Succeeded),
+        ];
+        for from in PaymentStatus::ALL {
+            for to in PaymentStatus::ALL {
+                assert_eq!(from.can_transition(to), allowed.contains(&(from, to)), "{from} -> {to}");
+            }
+        }
+        assert!(Init.is_open() && Processing.is_open() && !Expired.is_open());
+    }
+}

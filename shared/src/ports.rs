@@ -1,0 +1,197 @@
+//! The ports: what the use cases need from the outside world, as small traits the adapters implement.
+
+use async_trait::async_trait;
+
+use crate::catalog::{Address, Product};
+use crate::error::{BoxError, Shortage};
+use crate::ids::{AddressId, OrderId, ProductId, UserId};
+use crate::order::Order;
+use crate::payment::Payment;
+use crate::time::Timestamp;
+
+/// A store-level failure that is not about the request's content.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Throttling or write conflicts that outlasted the adapter's retries: worth retrying later.
+    #[error("store busy")]
+    Busy(#[source] BoxError),
+    /// Anything else the store reported.
+    #[error("store failure")]
+    Backend(#[source] BoxError),
+}
+
+impl StoreError {
+    /// Wraps any error as a backend failure.
+    pub fn backend(err: impl Into<BoxError>) -> Self {
+        StoreError::Backend(err.into())
+    }
+}
+
+/// Why a placement was refused, as the store's conditions found it.
+#[derive(Debug, thiserror::Error)]
+pub enum PlaceError {
+    /// A product vanished or was deactivated since it was read.
+    #[error("product {0} unknown or inactive")]
+    ProductUnavailable(ProductId),
+    /// A product's price or stock source changed since it was read (a stale read; the caller re-reads
+    /// and retries).
+    #[error("product {0} changed since it was read")]
+    ProductChanged(ProductId),
+    /// The address is gone or no longer the caller's.
+    #[error("address invalid")]
+    AddressInvalid,
+    /// Not enough local stock; one entry per short product, with the stock the store saw.
+    #[error("insufficient stock")]
+    InsufficientStock(Vec<Shortage>),
+    /// The store itself failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// One order with its first payment, to be written together.
+#[derive(Debug, Clone)]
+pub struct NewOrder {
+    /// The order (status `pending`).
+    pub order: Order,
+    /// Its payment (status `init`).
+    pub payment: Payment,
+}
+
+/// Everything one create request writes, atomically.
+#[derive(Debug, Clone)]
+pub struct Placement {
+    /// The caller; the address must still be theirs.
+    pub user_id: UserId,
+    /// The delivery address.
+    pub address_id: AddressId,
+    /// One entry per distinct product. Local-stock products are decremented by the order's quantity if
+    /// enough remains; every product must still exist, be active and have the order's unit price.
+    pub orders: Vec<NewOrder>,
+}
+
+/// An order as `get_order` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderWithPayments {
+    /// The order.
+    pub order: Order,
+    /// All its payments, oldest first.
+    pub payments: Vec<Payment>,
+}
+
+/// Reads the catalogue: products and addresses.
+#[async_trait]
+pub trait Catalog: Send + Sync {
+    /// The product, if it exists (active or not).
+    async fn product(&self, id: &ProductId) -> Result<Option<Product>, StoreError>;
+    /// The address, if it exists (whoever owns it).
+    async fn address(&self, id: &AddressId) -> Result<Option<Address>, StoreError>;
+}
+
+/// Writes the catalogue (the catalogue loader, tests and operators use it; the API never does).
+#[async_trait]
+pub trait CatalogAdmin: Send + Sync {
+    /// Creates or replaces a product, stock included.
+    async fn upsert_product(&self, product: &Product) -> Result<(), StoreError>;
+    /// Creates or replaces an address.
+    async fn upsert_address(&self, address: &Address) -> Result<(), StoreError>;
+}
+
+/// Orders and payments.
+#[async_trait]
+pub trait OrderStore: Send + Sync {
+    /// Writes every order and payment of the placement and takes local stock, all or nothing.
+    async fn place(&self, placement: &Placement) -> Result<(), PlaceError>;
+    /// The order with its payments.
+    async fn order_with_payments(&self, id: &OrderId) -> Result<Option<OrderWithPayments>, StoreError>;
+}
+
+/// Why the supplier could not answer.
+#[derive(Debug, thiserror::Error)]
+#[error("supplier stock service unavailable")]
+pub struct SupplierUnavailable(#[source] pub BoxError);
+
+/// The supplier's stock API (the seed's Haier integration).
+#[async_trait]
+pub trait SupplierStock: Send + Sync {
+    /// Units the supplier can deliver now.
+    async fn available(&self, product: &ProductId) -> Result<u32, SupplierUnavailable>;
+}
+
+/// The time, as a port so that tests can hold it still.
+pub trait Clock: Send + Sync {
+    /// Now.
+    fn now(&self) -> Timestamp;
+}
+
+/// The real clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::now()
+    }
+}
+
+/// What a store found for one line of a placement when it checked the product inside the write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineCheck {
+    /// Product as expected, stock sufficient (or held by the supplier).
+    Ok,
+    /// Product gone or inactive.
+    Unavailable,
+    /// Price or stock source differs from what the order was priced with.
+    Changed,
+    /// Local stock short; what is left.
+    Short(u32),
+}
+
+impl NewOrder {
+    /// Judges the product as the store currently holds it against this order. Every adapter calls this,
+    /// so the stores agree on what each condition failure means.
+    pub fn check(&self, current: Option<&Product>) -> LineCheck {
+        use crate::catalog::StockSource;
+        let Some(product) = current.filter(|p| p.active) else {
+            return LineCheck::Unavailable;
+        };
+        if product.price != self.order.unit_price || product.stock_source != self.order.stock_source {
+            return LineCheck::Changed;
+        }
+        if self.order.stock_source == StockSource::Local && product.stock < self.order.quantity.get() {
+            return LineCheck::Short(product.stock);
+        }
+        LineCheck::Ok
+    }
+}
+
+impl Placement {
+    /// The one refusal a failed placement answers with, in the seed's order of checks: an unavailable
+    /// product, then the address, then a stale read, then every short product. `Ok` when nothing failed.
+    pub fn refusal(&self, checks: &[LineCheck], address_ok: bool) -> Result<(), PlaceError> {
+        let lines = || self.orders.iter().zip(checks);
+        if let Some((line, _)) = lines().find(|(_, c)| **c == LineCheck::Unavailable) {
+            return Err(PlaceError::ProductUnavailable(line.order.product_id.clone()));
+        }
+        if !address_ok {
+            return Err(PlaceError::AddressInvalid);
+        }
+        if let Some((line, _)) = lines().find(|(_, c)| **c == LineCheck::Changed) {
+            return Err(PlaceError::ProductChanged(line.order.product_id.clone()));
+        }
+        let shortages: Vec<Shortage> = lines()
+            .filter_map(|(line, check)| match check {
+                LineCheck::Short(available) => Some(Shortage {
+                    product_id: line.order.product_id.clone(),
+                    requested: line.order.quantity.get(),
+                    available: *available,
+                }),
+                _ => None,
+            })
+            .collect();
+        if shortages.is_empty() {
+            Ok(())
+        } else {
+            Err(PlaceError::InsufficientStock(shortages))
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! The store conformance suite: every test below runs once against the SQLite store and once against
+//! DynamoDB (moto over HTTP), through the real handlers, and checks statuses, bodies and the store's
+//! state afterwards.
+
+mod bad_requests;
+mod batch;
+mod orders;
+mod oversell;
+mod place_port;
+
+/// Instantiates each listed test for both adapters: `sqlite::<name>` and `dynamodb::<name>`.
+macro_rules! conformance {
+    ($($module:ident :: $name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    crate::$module::$name(e2e::sqlite().await).await
+                }
+            )*
+        }
+        mod dynamodb {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let Some(env) = e2e::dynamodb().await else { return };
+                    crate::$module::$name(env).await
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    orders::create_order_writes_order_payment_and_takes_stock,
+    orders::get_order_returns_the_order_with_its_payments,
+    orders::get_order_hides_other_users_orders_and_unknown_ids,
+    orders::supplier_products_are_checked_with_the_supplier_not_local_stock,
+    orders::supplier_down_is_503_and_writes_nothing,
+    oversell::two_hundred_concurrent_buyers_never_oversell,
+    oversell::concurrent_batches_over_shared_products_never_oversell,
+    batch::one_short_product_writes_nothing_and_every_short_product_is_listed,
+    batch::duplicate_lines_are_merged,
+    batch::the_largest_batch_fits_one_write_and_one_more_is_refused,
+    bad_requests::every_bad_request_gets_its_code_and_changes_nothing,
+    place_port::a_stale_price_is_refused_as_changed,
+    place_port::refusals_are_judged_in_the_seeds_order,
+);
