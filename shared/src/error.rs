@@ -284,7 +284,7 @@ impl ServiceError {
         let code = self.code().as_str();
         match self {
             Self::InsufficientStock(shortages) => {
-                tracing::error!(request_id, code, ?shortages, "insufficient stock")
+                tracing::error!(request_id, code, shortages = %json!(shortages), "insufficient stock")
             }
             Self::InvalidOrderStatus(status) => {
                 tracing::warn!(request_id, code, %status, "order status does not allow payment")

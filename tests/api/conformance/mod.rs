@@ -2,11 +2,11 @@
 //! DynamoDB (moto over HTTP), through the real handlers, and checks statuses, bodies and the store's
 //! state afterwards.
 
-mod bad_requests;
-mod batch;
-mod orders;
-mod oversell;
-mod place_port;
+pub mod bad_requests;
+pub mod batch;
+pub mod orders;
+pub mod oversell;
+pub mod place_port;
 
 /// Instantiates each listed test for both adapters: `sqlite::<name>` and `dynamodb::<name>`.
 macro_rules! conformance {
@@ -15,7 +15,7 @@ macro_rules! conformance {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $name() {
-                    crate::$module::$name(e2e::sqlite().await).await
+                    crate::conformance::$module::$name(e2e::sqlite().await).await
                 }
             )*
         }
@@ -24,7 +24,7 @@ macro_rules! conformance {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $name() {
                     let Some(env) = e2e::dynamodb().await else { return };
-                    crate::$module::$name(env).await
+                    crate::conformance::$module::$name(env).await
                 }
             )*
         }

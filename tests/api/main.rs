@@ -1,0 +1,5 @@
+//! Every cross-crate test, compiled into one binary: the store conformance suite (run against both
+//! adapters) and the handlers fed real API Gateway events.
+
+mod conformance;
+mod gateway_events;
