@@ -1,0 +1,243 @@
+//! The local server binary, run as a developer runs it, exercised over real HTTP on loopback.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use serde_json::{json, Value};
+
+/// A running local-server process, killed when dropped.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the binary on a free port and waits for its ready line.
+fn start(args: &[&str]) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_local-server"))
+        .args(["--port", "0"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start local-server");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let base = loop {
+        let line = lines
+            .next()
+            .expect("local-server exited before it was ready")
+            .expect("read stdout");
+        if let Ok(log) = serde_json::from_str::<Value>(&line) {
+            if log["fields"]["message"] == "ready to serve" {
+                break format!("http://{}", log["fields"]["addr"].as_str().expect("addr"));
+            }
+        }
+    };
+    // Keep draining stdout so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Server { child, base }
+}
+
+async fn call(method: reqwest::Method, url: String, user: Option<&str>, body: Option<String>) -> (u16, Value) {
+    let mut req = reqwest::Client::new()
+        .request(method, url)
+        .header("content-type", "application/json");
+    if let Some(user) = user {
+        req = req.header("authorization", format!("Bearer {user}"));
+    }
+    if let Some(body) = body {
+        req = req.body(body);
+    }
+    let resp = req.send().await.expect("request");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+async fn exercise_every_route(server: &Server) {
+    let base = &server.base;
+    let order = json!({"product_id": "fridge-bcd-470", "address_id": "addr-alice-home", "quantity": 2}).to_string();
+
+    let (status, created) = call(
+        reqwest::Method::POST,
+        format!("{base}/api/orders/create_order/"),
+        Some("alice"),
+        Some(order.clone()),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["order"]["total_amount"], "6598.00");
+    let id = created["order"]["id"].as_str().unwrap();
+
+    let (status, got) = call(
+        reqwest::Method::GET,
+        format!("{base}/api/orders/{id}/"),
+        Some("alice"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{got}");
+    assert_eq!(got["order"], created["order"]);
+
+    let (status, body) = call(
+        reqwest::Method::GET,
+        format!("{base}/api/orders/{id}/"),
+        Some("bob"),
+        None,
+    )
+    .await;
+    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("ORDER_NOT_FOUND")));
+
+    let batch =
+        json!({"items": [{"product_id": "washer-eg100", "quantity": 1}, {"product_id": "aircon-kfr35", "quantity": 9}],
+                       "address_id": "addr-bob-home"})
+        .to_string();
+    let (status, body) = call(
+        reqwest::Method::POST,
+        format!("{base}/api/orders/create_batch_orders/"),
+        Some("bob"),
+        Some(batch),
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(
+        body["error"]["details"],
+        json!([{"product_id": "aircon-kfr35", "requested": 9, "available": 5}])
+    );
+
+    let (status, body) = call(
+        reqwest::Method::POST,
+        format!("{base}/api/orders/create_order/"),
+        None,
+        Some(order),
+    )
+    .await;
+    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("UNAUTHENTICATED")));
+
+    let huge = json!({"padding": "x".repeat(70 * 1024)}).to_string();
+    let (status, body) = call(
+        reqwest::Method::POST,
+        format!("{base}/api/orders/create_order/"),
+        Some("alice"),
+        Some(huge),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (413, Some("PAYLOAD_TOO_LARGE"))
+    );
+
+    let supplier =
+        json!({"product_id": "haier-water-heater-ec6002", "address_id": "addr-alice-home", "quantity": 1}).to_string();
+    let (status, body) = call(
+        reqwest::Method::POST,
+        format!("{base}/api/orders/create_order/"),
+        Some("alice"),
+        Some(supplier),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (503, Some("SUPPLIER_UNAVAILABLE"))
+    );
+
+    let (status, _) = call(
+        reqwest::Method::GET,
+        format!("{base}/api/nothing-here"),
+        Some("alice"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn embedded_store_serves_every_route_and_keeps_data_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("shop.sqlite3");
+    let db = db.to_str().unwrap();
+    let server = start(&["--db", db]);
+    exercise_every_route(&server).await;
+    drop(server);
+
+    // A restart keeps orders and stock: the demo catalogue is not loaded over them again.
+    let server = start(&["--db", db]);
+    let order = json!({"product_id": "fridge-bcd-470", "address_id": "addr-alice-home", "quantity": 19}).to_string();
+    let (status, body) = call(
+        reqwest::Method::POST,
+        format!("{}/api/orders/create_order/", server.base),
+        Some("alice"),
+        Some(order),
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["details"][0]["available"], 18);
+}
+
+#[tokio::test]
+async fn a_catalogue_file_is_upserted() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = dir.path().join("catalog.json");
+    std::fs::write(
+        &catalog,
+        r#"{"products": [{"id": "kettle", "name": "Kettle", "price": "89.90", "stock": 1}],
+            "addresses": [{"id": "carol-home", "user_id": "carol", "city": "杭州"}]}"#,
+    )
+    .unwrap();
+    let db = dir.path().join("shop.sqlite3");
+    let server = start(&["--db", db.to_str().unwrap(), "--catalog", catalog.to_str().unwrap()]);
+    let order = json!({"product_id": "kettle", "address_id": "carol-home", "quantity": 1}).to_string();
+    let (status, body) = call(
+        reqwest::Method::POST,
+        format!("{}/api/orders/create_order/", server.base),
+        Some("carol"),
+        Some(order),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["order"]["address"]["fields"]["city"], "杭州");
+    // Only the file was loaded: the demo products are not there.
+    let demo = json!({"product_id": "fridge-bcd-470", "address_id": "carol-home", "quantity": 1}).to_string();
+    let (status, body) = call(
+        reqwest::Method::POST,
+        format!("{}/api/orders/create_order/", server.base),
+        Some("carol"),
+        Some(demo),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("PRODUCT_NOT_FOUND"))
+    );
+}
+
+#[tokio::test]
+async fn a_dynamodb_endpoint_replaces_the_embedded_store() {
+    let endpoint = match e2e::moto_endpoint() {
+        Ok(endpoint) => endpoint,
+        Err(why) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("DynamoDB emulator unavailable under CI: {why}")
+        }
+        Err(why) => return eprintln!("SKIPPED (no DynamoDB emulator; run scripts/test.sh): {why}"),
+    };
+    let table = format!("local-{}", uuid_like());
+    let server = start(&["--dynamodb-endpoint", &endpoint, "--dynamodb-table", &table]);
+    exercise_every_route(&server).await;
+}
+
+fn uuid_like() -> String {
+    format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
+}
