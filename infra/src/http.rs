@@ -1,7 +1,11 @@
 //! The HTTP edge every API function shares: identity from the JWT authorizer, the body limit, and the
 //! one place a `ServiceError` becomes a response.
 
+use std::future::Future;
+use std::pin::Pin;
+
 use domain::usecases::request::MAX_BODY_BYTES;
+use domain::usecases::Services;
 use domain::{ServiceError, UserId};
 use lambda_http::http::header::{CONTENT_TYPE, RETRY_AFTER};
 use lambda_http::http::StatusCode;
@@ -9,6 +13,9 @@ use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Serialize;
 use tracing::Instrument;
+
+/// What every API function's handler is: the shared services and one request in, one response out.
+pub type Handler = for<'a> fn(&'a Services, Request) -> Pin<Box<dyn Future<Output = Response<Body>> + Send + 'a>>;
 
 /// The request id: API Gateway's, else the Lambda invocation's, else a fresh one.
 pub fn request_id(req: &Request) -> String {

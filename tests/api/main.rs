@@ -2,4 +2,5 @@
 //! adapters) and the handlers fed real API Gateway events.
 
 mod conformance;
+mod faults;
 mod gateway_events;

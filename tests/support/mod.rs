@@ -31,8 +31,15 @@ pub enum Kind {
 }
 
 enum Raw {
-    Sqlite { path: PathBuf, _dir: tempfile::TempDir },
-    Dynamo { client: Client, table: String },
+    Sqlite {
+        path: PathBuf,
+        store: Arc<SqliteStore>,
+        _dir: tempfile::TempDir,
+    },
+    Dynamo {
+        client: Client,
+        table: String,
+    },
 }
 
 /// One test's private store and the services over it.
@@ -53,9 +60,9 @@ pub async fn sqlite() -> TestEnv {
     let store = Arc::new(SqliteStore::open(&path).expect("open sqlite"));
     TestEnv {
         svc: services(store.clone(), store.clone()),
-        admin: store,
+        admin: store.clone(),
         kind: Kind::Sqlite,
-        raw: Raw::Sqlite { path, _dir: dir },
+        raw: Raw::Sqlite { path, store, _dir: dir },
     }
 }
 
@@ -158,6 +165,14 @@ pub fn moto_endpoint() -> Result<String, String> {
 }
 
 impl TestEnv {
+    /// The SQLite store itself, for tests that wrap it.
+    pub fn sqlite_store(&self) -> Option<Arc<SqliteStore>> {
+        match &self.raw {
+            Raw::Sqlite { store, .. } => Some(Arc::clone(store)),
+            Raw::Dynamo { .. } => None,
+        }
+    }
+
     /// Uses another supplier port.
     pub fn with_supplier(mut self, supplier: Arc<dyn SupplierStock>) -> Self {
         self.svc.supplier = supplier;

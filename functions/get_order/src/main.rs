@@ -1,16 +1,6 @@
-//! Lambda entry point: wiring only. Configuration and the DynamoDB client are built once per cold start.
-
-use std::convert::Infallible;
-
-use lambda_http::{run, service_fn, Error, Request};
+//! Lambda entry point: wiring only (see `infra::dynamodb::run_api_function`).
 
 #[tokio::main]
-async fn main() -> Result<(), Error> {
-    infra::telemetry::init();
-    let services = infra::dynamodb::services_from_env().await?;
-    let services = &services;
-    run(service_fn(move |req: Request| async move {
-        Ok::<_, Infallible>(get_order::handle(services, req).await)
-    }))
-    .await
+async fn main() -> Result<(), lambda_http::Error> {
+    infra::dynamodb::run_api_function(|services, req| Box::pin(get_order::handle(services, req))).await
 }

@@ -2,8 +2,6 @@
 //! <user id>` (a shortcut that exists only here, standing in for the JWT authorizer), and hands the
 //! handlers the same request a Lambda invocation would carry.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use axum::body::Body as AxumBody;
@@ -13,11 +11,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use domain::usecases::Services;
-use infra::http::GatewayRequest;
-use lambda_http::{Body, Request};
-
-type Handler =
-    for<'a> fn(&'a Services, Request) -> Pin<Box<dyn Future<Output = lambda_http::Response<Body>> + Send + 'a>>;
+use infra::http::{GatewayRequest, Handler};
+use lambda_http::Body;
 
 /// Larger than any route accepts, so that the handlers, not the server, answer `413` in the catalogue's
 /// form; API Gateway's own payload limit is larger still.

@@ -318,21 +318,23 @@ impl OrderStore for DynamoStore {
                 },
                 _ => None,
             };
-            let retryable = match canceled {
-                Some(reasons) => match Self::refusal(placement, &actions, &reasons)? {
-                    Some(refusal) => return Err(refusal),
-                    None => true,
-                },
+            // Only conflicts or throttling are worth another attempt; a refusal or a fault ends here.
+            match canceled {
+                Some(reasons) => {
+                    if let Some(refusal) = Self::refusal(placement, &actions, &reasons)? {
+                        return Err(refusal);
+                    }
+                    if attempt >= CONFLICT_ATTEMPTS {
+                        return Err(StoreError::Busy(format!("transaction conflicted {attempt} times").into()).into());
+                    }
+                    tracing::warn!(attempt, "transaction cancelled by conflicts; retrying");
+                }
                 None => match classify(err) {
                     StoreError::Busy(source) if attempt < CONFLICT_ATTEMPTS => {
                         tracing::warn!(attempt, error = %domain::error::error_chain(source.as_ref()), "transaction throttled; retrying");
-                        true
                     }
                     other => return Err(other.into()),
                 },
-            };
-            if !retryable || attempt >= CONFLICT_ATTEMPTS {
-                return Err(StoreError::Busy(format!("transaction conflicted {attempt} times").into()).into());
             }
             // Jittered exponential backoff: 25 ms, 50 ms, 100 ms, plus up to as much again.
             let base = 25u64 << (attempt - 1);
@@ -397,8 +399,19 @@ pub async fn client(endpoint: Option<&str>) -> Client {
     Client::new(&loader.load().await)
 }
 
-/// The services a Lambda function runs with: the table named by `TABLE_NAME` (and `DYNAMODB_ENDPOINT`
-/// when set), built once per cold start.
+/// Runs an API function on Lambda: logging, then the services over the table named by `TABLE_NAME`
+/// (and `DYNAMODB_ENDPOINT` when set), built once per cold start and shared by every invocation.
+pub async fn run_api_function(handler: crate::http::Handler) -> Result<(), lambda_http::Error> {
+    crate::telemetry::init();
+    let services = services_from_env().await?;
+    let services = &services;
+    lambda_http::run(lambda_http::service_fn(move |req| async move {
+        Ok::<_, std::convert::Infallible>(handler(services, req).await)
+    }))
+    .await
+}
+
+/// The services a Lambda function runs with, from the environment.
 pub async fn services_from_env() -> Result<domain::usecases::Services, lambda_http::Error> {
     use std::sync::Arc;
     let table = std::env::var("TABLE_NAME").map_err(|_| "TABLE_NAME is not set")?;

@@ -49,15 +49,18 @@ pub async fn create_order_writes_order_payment_and_takes_stock(env: TestEnv) {
     assert_eq!(json!(payments[0]), *payment);
 }
 
-pub async fn get_order_returns_the_order_with_its_payments(env: TestEnv) {
+/// Given bob with an address and one order for a washer: the create response.
+async fn bobs_order(env: &TestEnv) -> serde_json::Value {
     env.product("washer", "100.00", 5).await;
     env.address("bob-home", "bob").await;
-    let (_, created) = create_order(
-        &env,
-        Some("bob"),
-        &json!({"product_id": "washer", "address_id": "bob-home", "quantity": 1}),
-    )
-    .await;
+    let body = json!({"product_id": "washer", "address_id": "bob-home", "quantity": 1});
+    let (status, created) = create_order(env, Some("bob"), &body).await;
+    assert_eq!(status, 201, "{created}");
+    created
+}
+
+pub async fn get_order_returns_the_order_with_its_payments(env: TestEnv) {
+    let created = bobs_order(&env).await;
     let id = created["order"]["id"].as_str().unwrap();
 
     let (status, body) = get_order(&env, Some("bob"), id).await;
@@ -68,14 +71,7 @@ pub async fn get_order_returns_the_order_with_its_payments(env: TestEnv) {
 }
 
 pub async fn get_order_hides_other_users_orders_and_unknown_ids(env: TestEnv) {
-    env.product("washer", "100.00", 5).await;
-    env.address("bob-home", "bob").await;
-    let (_, created) = create_order(
-        &env,
-        Some("bob"),
-        &json!({"product_id": "washer", "address_id": "bob-home", "quantity": 1}),
-    )
-    .await;
+    let created = bobs_order(&env).await;
     let id = created["order"]["id"].as_str().unwrap();
 
     for (user, order_id) in [
