@@ -139,4 +139,18 @@ mod tests {
         assert_eq!(serde_json::from_str::<Money>("\"5.00\"").unwrap(), m);
         assert!(serde_json::from_str::<Money>("5.0").is_err());
     }
+
+    proptest::proptest! {
+        /// Any amount in fen prints with two places, parses back to itself, and multiplies exactly.
+        #[test]
+        fn fen_round_trip_and_exact_products(fen in 0i64..100_000_000_000, count in 1u32..=999) {
+            let money = Money::from_decimal(Decimal::new(fen, 2)).unwrap();
+            let text = money.to_string();
+            proptest::prop_assert_eq!(text.split('.').nth(1).map(str::len), Some(2));
+            proptest::prop_assert_eq!(Money::parse(&text), Ok(money));
+            proptest::prop_assert_eq!(money.times(count).as_decimal(), Decimal::new(fen * i64::from(count), 2));
+            proptest::prop_assert!(money.matches(money.plus(Money::parse("0.01").unwrap())));
+            proptest::prop_assert!(!money.matches(money.plus(Money::parse("0.02").unwrap())));
+        }
+    }
 }

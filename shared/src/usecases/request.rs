@@ -325,4 +325,32 @@ mod tests {
             Err(ServiceError::BatchTooLarge { max: 32, given: 33 })
         ));
     }
+
+    proptest::proptest! {
+        /// Merging keeps every product's total, lists each product once in order of first appearance,
+        /// and refuses exactly the batches whose merged totals leave 1..=999.
+        #[test]
+        fn merging_preserves_totals_and_first_appearance(lines in proptest::collection::vec((0u8..6, 1u32..=999), 1..20)) {
+            let items: Vec<_> = lines.iter().map(|(p, q)| serde_json::json!({"product_id": format!("p{p}"), "quantity": q})).collect();
+            let body = serde_json::json!({"items": items, "address_id": "a1"}).to_string();
+            let mut expected: Vec<(String, u32)> = Vec::new();
+            for (p, q) in &lines {
+                let id = format!("p{p}");
+                match expected.iter_mut().find(|(e, _)| *e == id) {
+                    Some((_, total)) => *total += q,
+                    None => expected.push((id, *q)),
+                }
+            }
+            let over = expected.iter().any(|(_, total)| *total > Quantity::MAX);
+            match parse_create_batch(body.as_bytes()) {
+                Ok(cmd) => {
+                    proptest::prop_assert!(!over);
+                    let got: Vec<_> = cmd.lines.iter().map(|l| (l.product_id.to_string(), l.quantity.get())).collect();
+                    proptest::prop_assert_eq!(got, expected);
+                }
+                Err(ServiceError::Validation(_)) => proptest::prop_assert!(over),
+                Err(other) => proptest::prop_assert!(false, "unexpected {:?}", other),
+            }
+        }
+    }
 }
