@@ -61,12 +61,11 @@ pub fn path_param(req: &Request, name: &str) -> Option<String> {
     req.path_parameters_ref().and_then(|p| p.first(name)).map(str::to_owned)
 }
 
-/// A JSON response with the given status.
-pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
-    match serde_json::to_string(value) {
-        Ok(text) => response(status, text),
-        Err(err) => error(&ServiceError::internal(err), "serialization"),
-    }
+/// A JSON response with the given status; a value that cannot be serialized is an internal error,
+/// which `respond` renders with the request's id.
+pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Result<Response<Body>, ServiceError> {
+    let text = serde_json::to_string(value).map_err(ServiceError::internal)?;
+    Ok(response(status, text))
 }
 
 /// Logs the error at its level and renders the catalogue body, with `Retry-After` where it applies.
@@ -95,7 +94,7 @@ fn response(status: StatusCode, text: String) -> Response<Body> {
 pub async fn respond<F, Fut>(req: Request, handle: F) -> Response<Body>
 where
     F: FnOnce(Request) -> Fut,
-    Fut: std::future::Future<Output = Result<Response<Body>, ServiceError>>,
+    Fut: Future<Output = Result<Response<Body>, ServiceError>>,
 {
     let request_id = request_id(&req);
     let span =

@@ -203,59 +203,57 @@ impl CatalogAdmin for SqliteStore {
 impl OrderStore for SqliteStore {
     async fn place(&self, placement: &Placement) -> Result<(), PlaceError> {
         let placement = placement.clone();
-        let outcome = self
-            .with(move |conn| {
-                // IMMEDIATE takes the write lock up front, so the checks below and the writes see the same rows.
-                let tx = conn
-                    .transaction_with_behavior(TransactionBehavior::Immediate)
-                    .map_err(backend)?;
-                let mut checks = Vec::with_capacity(placement.orders.len());
-                for line in &placement.orders {
-                    let current = read_product(&tx, &line.order.product_id)?;
-                    checks.push(line.check(current.as_ref()));
-                }
-                let owner: Option<String> = tx
-                    .query_row(
-                        "SELECT user_id FROM addresses WHERE id = ?1",
-                        params![placement.address_id.as_str()],
-                        |r| r.get(0),
-                    )
-                    .optional()
-                    .map_err(backend)?;
-                let address_ok = owner.as_deref() == Some(placement.user_id.as_str());
-                if let Err(refusal) = placement.refusal(&checks, address_ok) {
-                    return Ok(Err(refusal));
-                }
-                for line in &placement.orders {
-                    if line.order.stock_source == StockSource::Local {
-                        let changed = tx
-                            .execute(
-                                "UPDATE products SET stock = stock - ?2 WHERE id = ?1 AND stock >= ?2",
-                                params![line.order.product_id.as_str(), line.order.quantity.get()],
-                            )
-                            .map_err(backend)?;
-                        if changed != 1 {
-                            return Err(backend("stock changed inside an immediate transaction"));
-                        }
+        self.with(move |conn| {
+            // IMMEDIATE takes the write lock up front, so the checks below and the writes see the same rows.
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let mut checks = Vec::with_capacity(placement.orders.len());
+            for line in &placement.orders {
+                let current = read_product(&tx, &line.order.product_id)?;
+                checks.push(line.check(current.as_ref()));
+            }
+            let owner: Option<String> = tx
+                .query_row(
+                    "SELECT user_id FROM addresses WHERE id = ?1",
+                    params![placement.address_id.as_str()],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            let address_ok = owner.as_deref() == Some(placement.user_id.as_str());
+            if let Err(refusal) = placement.refusal(&checks, address_ok) {
+                return Ok(Err(refusal));
+            }
+            for line in &placement.orders {
+                if line.order.stock_source == StockSource::Local {
+                    let changed = tx
+                        .execute(
+                            "UPDATE products SET stock = stock - ?2 WHERE id = ?1 AND stock >= ?2",
+                            params![line.order.product_id.as_str(), line.order.quantity.get()],
+                        )
+                        .map_err(backend)?;
+                    if changed != 1 {
+                        return Err(backend("stock changed inside an immediate transaction"));
                     }
-                    let order = serde_json::to_string(&line.order).map_err(backend)?;
-                    tx.execute(
-                        "INSERT INTO orders (id, doc) VALUES (?1, ?2)",
-                        params![line.order.id.as_str(), order],
-                    )
-                    .map_err(backend)?;
-                    let payment = serde_json::to_string(&line.payment).map_err(backend)?;
-                    tx.execute(
-                        "INSERT INTO payments (id, doc) VALUES (?1, ?2)",
-                        params![line.payment.id.as_str(), payment],
-                    )
-                    .map_err(backend)?;
                 }
-                tx.commit().map_err(backend)?;
-                Ok(Ok(()))
-            })
-            .await?;
-        outcome
+                let order = serde_json::to_string(&line.order).map_err(backend)?;
+                tx.execute(
+                    "INSERT INTO orders (id, doc) VALUES (?1, ?2)",
+                    params![line.order.id.as_str(), order],
+                )
+                .map_err(backend)?;
+                let payment = serde_json::to_string(&line.payment).map_err(backend)?;
+                tx.execute(
+                    "INSERT INTO payments (id, doc) VALUES (?1, ?2)",
+                    params![line.payment.id.as_str(), payment],
+                )
+                .map_err(backend)?;
+            }
+            tx.commit().map_err(backend)?;
+            Ok(Ok(()))
+        })
+        .await?
     }
 
     async fn order_with_payments(&self, id: &OrderId) -> Result<Option<OrderWithPayments>, StoreError> {

@@ -22,9 +22,6 @@ pub struct Money(Decimal);
 pub struct AmountFormatError;
 
 impl Money {
-    /// Zero yuan.
-    pub const ZERO: Money = Money(Decimal::from_parts(0, 0, 0, false, 2));
-
     /// Parses `"199"`, `"199.0"` or `"199.00"`; refuses signs, exponents, more than two places and absurd sizes.
     pub fn parse(text: &str) -> Result<Self, AmountFormatError> {
         let text = text.trim();

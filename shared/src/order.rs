@@ -164,11 +164,6 @@ impl Order {
     pub fn allowed_transitions(&self) -> &'static [OrderStatus] {
         allowed_transitions(self.status)
     }
-
-    /// Whether the payment deadline has passed at `now`.
-    pub fn is_past_deadline(&self, now: Timestamp) -> bool {
-        now >= self.payment_deadline
-    }
 }
 
 #[cfg(test)]

@@ -20,19 +20,9 @@ impl Timestamp {
         Self::from_datetime(Utc::now())
     }
 
-    /// The instant as chrono sees it.
-    pub fn as_datetime(self) -> DateTime<Utc> {
-        self.0
-    }
-
     /// This instant plus a number of minutes.
     pub fn plus_minutes(self, minutes: u32) -> Self {
         Timestamp(self.0 + chrono::Duration::minutes(i64::from(minutes)))
-    }
-
-    /// Seconds since the Unix epoch (the form DynamoDB's TTL attribute takes).
-    pub fn unix_seconds(self) -> i64 {
-        self.0.timestamp()
     }
 
     /// `2026-11-25T07:00:00.000Z`: fixed width, so lexical order is time order.

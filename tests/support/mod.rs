@@ -21,15 +21,6 @@ use infra::sqlite::SqliteStore;
 use lambda_http::{Body, Request, Response};
 use serde_json::Value;
 
-/// Which adapter a test runs against.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// The embedded store.
-    Sqlite,
-    /// DynamoDB, as emulated by moto over HTTP.
-    Dynamo,
-}
-
 enum Raw {
     Sqlite {
         path: PathBuf,
@@ -48,8 +39,6 @@ pub struct TestEnv {
     pub svc: Services,
     /// Writes products and addresses.
     pub admin: Arc<dyn CatalogAdmin>,
-    /// Which adapter.
-    pub kind: Kind,
     raw: Raw,
 }
 
@@ -61,7 +50,6 @@ pub async fn sqlite() -> TestEnv {
     TestEnv {
         svc: services(store.clone(), store.clone()),
         admin: store.clone(),
-        kind: Kind::Sqlite,
         raw: Raw::Sqlite { path, store, _dir: dir },
     }
 }
@@ -90,7 +78,6 @@ pub async fn dynamodb() -> Option<TestEnv> {
     Some(TestEnv {
         svc: services(store.clone(), store.clone()),
         admin: store,
-        kind: Kind::Dynamo,
         raw: Raw::Dynamo { client, table },
     })
 }

@@ -13,7 +13,7 @@ pub async fn handle(svc: &Services, req: Request) -> Response<Body> {
         let user = http::caller(&req)?;
         let cmd = parse_create_batch(http::body(&req)?)?;
         let created = create_orders(svc, &user, &cmd).await?;
-        Ok(http::json(StatusCode::CREATED, &created))
+        http::json(StatusCode::CREATED, &created)
     })
     .await
 }

@@ -16,10 +16,10 @@ pub async fn handle(svc: &Services, req: Request) -> Response<Body> {
         let (Some(order), Some(payment)) = (created.orders.first(), created.payments.first()) else {
             return Err(ServiceError::internal("create_orders returned no order"));
         };
-        Ok(http::json(
+        http::json(
             StatusCode::CREATED,
             &serde_json::json!({ "order": order, "payment": payment }),
-        ))
+        )
     })
     .await
 }

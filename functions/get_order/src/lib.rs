@@ -15,10 +15,10 @@ pub async fn handle(svc: &Services, req: Request) -> Response<Body> {
             .and_then(|id| OrderId::parse(&id).ok())
             .ok_or(ServiceError::OrderNotFound)?;
         let found = get_order(svc, &user, &id).await?;
-        Ok(http::json(
+        http::json(
             StatusCode::OK,
             &serde_json::json!({ "order": found.order, "payments": found.payments }),
-        ))
+        )
     })
     .await
 }

@@ -45,116 +45,86 @@ fn start(args: &[&str]) -> Server {
     Server { child, base }
 }
 
-async fn call(method: reqwest::Method, url: String, user: Option<&str>, body: Option<String>) -> (u16, Value) {
-    let mut req = reqwest::Client::new()
-        .request(method, url)
-        .header("content-type", "application/json");
-    if let Some(user) = user {
-        req = req.header("authorization", format!("Bearer {user}"));
+impl Server {
+    /// `POST path` with a JSON body, as `user` when given; status and JSON body back.
+    async fn post(&self, path: &str, user: Option<&str>, body: &Value) -> (u16, Value) {
+        self.send(
+            reqwest::Client::new()
+                .post(format!("{}{path}", self.base))
+                .body(body.to_string()),
+            user,
+        )
+        .await
     }
-    if let Some(body) = body {
-        req = req.body(body);
+
+    /// `GET path`, as `user` when given.
+    async fn get(&self, path: &str, user: Option<&str>) -> (u16, Value) {
+        self.send(reqwest::Client::new().get(format!("{}{path}", self.base)), user)
+            .await
     }
-    let resp = req.send().await.expect("request");
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
+
+    async fn send(&self, mut req: reqwest::RequestBuilder, user: Option<&str>) -> (u16, Value) {
+        req = req.header("content-type", "application/json");
+        if let Some(user) = user {
+            req = req.header("authorization", format!("Bearer {user}"));
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
 }
 
-async fn exercise_every_route(server: &Server) {
-    let base = &server.base;
-    let order = json!({"product_id": "fridge-bcd-470", "address_id": "addr-alice-home", "quantity": 2}).to_string();
+fn code(reply: &(u16, Value)) -> (u16, Option<&str>) {
+    (reply.0, reply.1["error"]["code"].as_str())
+}
 
-    let (status, created) = call(
-        reqwest::Method::POST,
-        format!("{base}/api/orders/create_order/"),
-        Some("alice"),
-        Some(order.clone()),
-    )
-    .await;
+const CREATE: &str = "/api/orders/create_order/";
+const BATCH: &str = "/api/orders/create_batch_orders/";
+
+async fn exercise_every_route(server: &Server) {
+    let order = json!({"product_id": "fridge-bcd-470", "address_id": "addr-alice-home", "quantity": 2});
+
+    let (status, created) = server.post(CREATE, Some("alice"), &order).await;
     assert_eq!(status, 201, "{created}");
     assert_eq!(created["order"]["total_amount"], "6598.00");
-    let id = created["order"]["id"].as_str().unwrap();
+    let path = format!("/api/orders/{}/", created["order"]["id"].as_str().unwrap());
 
-    let (status, got) = call(
-        reqwest::Method::GET,
-        format!("{base}/api/orders/{id}/"),
-        Some("alice"),
-        None,
-    )
-    .await;
+    let (status, got) = server.get(&path, Some("alice")).await;
     assert_eq!(status, 200, "{got}");
     assert_eq!(got["order"], created["order"]);
 
-    let (status, body) = call(
-        reqwest::Method::GET,
-        format!("{base}/api/orders/{id}/"),
-        Some("bob"),
-        None,
-    )
-    .await;
-    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("ORDER_NOT_FOUND")));
+    assert_eq!(
+        code(&server.get(&path, Some("bob")).await),
+        (404, Some("ORDER_NOT_FOUND"))
+    );
 
-    let batch =
-        json!({"items": [{"product_id": "washer-eg100", "quantity": 1}, {"product_id": "aircon-kfr35", "quantity": 9}],
-                       "address_id": "addr-bob-home"})
-        .to_string();
-    let (status, body) = call(
-        reqwest::Method::POST,
-        format!("{base}/api/orders/create_batch_orders/"),
-        Some("bob"),
-        Some(batch),
-    )
-    .await;
+    let batch = json!({"items": [{"product_id": "washer-eg100", "quantity": 1}, {"product_id": "aircon-kfr35", "quantity": 9}],
+                       "address_id": "addr-bob-home"});
+    let (status, body) = server.post(BATCH, Some("bob"), &batch).await;
     assert_eq!(status, 409, "{body}");
     assert_eq!(
         body["error"]["details"],
         json!([{"product_id": "aircon-kfr35", "requested": 9, "available": 5}])
     );
 
-    let (status, body) = call(
-        reqwest::Method::POST,
-        format!("{base}/api/orders/create_order/"),
-        None,
-        Some(order),
-    )
-    .await;
-    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("UNAUTHENTICATED")));
-
-    let huge = json!({"padding": "x".repeat(70 * 1024)}).to_string();
-    let (status, body) = call(
-        reqwest::Method::POST,
-        format!("{base}/api/orders/create_order/"),
-        Some("alice"),
-        Some(huge),
-    )
-    .await;
     assert_eq!(
-        (status, body["error"]["code"].as_str()),
+        code(&server.post(CREATE, None, &order).await),
+        (401, Some("UNAUTHENTICATED"))
+    );
+
+    let huge = json!({"padding": "x".repeat(70 * 1024)});
+    assert_eq!(
+        code(&server.post(CREATE, Some("alice"), &huge).await),
         (413, Some("PAYLOAD_TOO_LARGE"))
     );
 
-    let supplier =
-        json!({"product_id": "haier-water-heater-ec6002", "address_id": "addr-alice-home", "quantity": 1}).to_string();
-    let (status, body) = call(
-        reqwest::Method::POST,
-        format!("{base}/api/orders/create_order/"),
-        Some("alice"),
-        Some(supplier),
-    )
-    .await;
+    let supplier = json!({"product_id": "haier-water-heater-ec6002", "address_id": "addr-alice-home", "quantity": 1});
     assert_eq!(
-        (status, body["error"]["code"].as_str()),
+        code(&server.post(CREATE, Some("alice"), &supplier).await),
         (503, Some("SUPPLIER_UNAVAILABLE"))
     );
 
-    let (status, _) = call(
-        reqwest::Method::GET,
-        format!("{base}/api/nothing-here"),
-        Some("alice"),
-        None,
-    )
-    .await;
-    assert_eq!(status, 404);
+    assert_eq!(server.get("/api/nothing-here", Some("alice")).await.0, 404);
 }
 
 #[tokio::test]
@@ -168,14 +138,8 @@ async fn embedded_store_serves_every_route_and_keeps_data_across_restarts() {
 
     // A restart keeps orders and stock: the demo catalogue is not loaded over them again.
     let server = start(&["--db", db]);
-    let order = json!({"product_id": "fridge-bcd-470", "address_id": "addr-alice-home", "quantity": 19}).to_string();
-    let (status, body) = call(
-        reqwest::Method::POST,
-        format!("{}/api/orders/create_order/", server.base),
-        Some("alice"),
-        Some(order),
-    )
-    .await;
+    let order = json!({"product_id": "fridge-bcd-470", "address_id": "addr-alice-home", "quantity": 19});
+    let (status, body) = server.post(CREATE, Some("alice"), &order).await;
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["error"]["details"][0]["available"], 18);
 }
@@ -192,27 +156,14 @@ async fn a_catalogue_file_is_upserted() {
     .unwrap();
     let db = dir.path().join("shop.sqlite3");
     let server = start(&["--db", db.to_str().unwrap(), "--catalog", catalog.to_str().unwrap()]);
-    let order = json!({"product_id": "kettle", "address_id": "carol-home", "quantity": 1}).to_string();
-    let (status, body) = call(
-        reqwest::Method::POST,
-        format!("{}/api/orders/create_order/", server.base),
-        Some("carol"),
-        Some(order),
-    )
-    .await;
+    let order = json!({"product_id": "kettle", "address_id": "carol-home", "quantity": 1});
+    let (status, body) = server.post(CREATE, Some("carol"), &order).await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["order"]["address"]["fields"]["city"], "杭州");
     // Only the file was loaded: the demo products are not there.
-    let demo = json!({"product_id": "fridge-bcd-470", "address_id": "carol-home", "quantity": 1}).to_string();
-    let (status, body) = call(
-        reqwest::Method::POST,
-        format!("{}/api/orders/create_order/", server.base),
-        Some("carol"),
-        Some(demo),
-    )
-    .await;
+    let demo = json!({"product_id": "fridge-bcd-470", "address_id": "carol-home", "quantity": 1});
     assert_eq!(
-        (status, body["error"]["code"].as_str()),
+        code(&server.post(CREATE, Some("carol"), &demo).await),
         (400, Some("PRODUCT_NOT_FOUND"))
     );
 }

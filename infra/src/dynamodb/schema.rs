@@ -3,7 +3,7 @@
 
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
-    ScalarAttributeType,
+    ScalarAttributeType, TimeToLiveSpecification,
 };
 use aws_sdk_dynamodb::Client;
 use serde_norway::Value;
@@ -31,7 +31,7 @@ pub struct TableSchema {
     keys: Vec<KeySchemaElement>,
     indexes: Vec<GlobalSecondaryIndex>,
     /// The attribute DynamoDB's TTL deletes items by.
-    pub ttl_attribute: Option<String>,
+    ttl_attribute: Option<String>,
 }
 
 fn text<'a>(v: &'a Value, key: &str) -> Result<&'a str, SchemaError> {
@@ -120,12 +120,8 @@ impl TableSchema {
         Self::from_template(TEMPLATE)
     }
 
-    /// The names of the global secondary indexes.
-    pub fn index_names(&self) -> Vec<&str> {
-        self.indexes.iter().map(|i| i.index_name()).collect()
-    }
-
-    /// Creates the table (on-demand billing) and waits until it is active.
+    /// Creates the table (on-demand billing), waits until it is active, then turns on TTL as the
+    /// template declares it.
     pub async fn create_table(&self, client: &Client, table: &str) -> Result<(), SchemaError> {
         let create = |e: aws_sdk_dynamodb::error::SdkError<_>| SchemaError::Create(Box::new(e.into_service_error()));
         let mut req = client
@@ -147,12 +143,31 @@ impl TableSchema {
                 .map_err(|e| SchemaError::Create(Box::new(e.into_service_error())))?;
             let status = desc.table().and_then(|t| t.table_status()).cloned();
             if status == Some(aws_sdk_dynamodb::types::TableStatus::Active) {
-                return Ok(());
+                return self.enable_ttl(client, table).await;
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
         Err(SchemaError::Create(
             format!("table {table} did not become active").into(),
         ))
+    }
+
+    async fn enable_ttl(&self, client: &Client, table: &str) -> Result<(), SchemaError> {
+        let Some(attribute) = &self.ttl_attribute else {
+            return Ok(());
+        };
+        let spec = TimeToLiveSpecification::builder()
+            .attribute_name(attribute)
+            .enabled(true)
+            .build()
+            .map_err(|e| SchemaError::Template(e.to_string()))?;
+        client
+            .update_time_to_live()
+            .table_name(table)
+            .time_to_live_specification(spec)
+            .send()
+            .await
+            .map_err(|e| SchemaError::Create(Box::new(e.into_service_error())))?;
+        Ok(())
     }
 }
