@@ -57,16 +57,7 @@ pub async fn sqlite() -> TestEnv {
 /// A fresh DynamoDB table in moto, created from template.yaml; `None` (after saying so loudly) when no
 /// emulator can be had outside CI. Under `CI=true` a missing emulator fails the test.
 pub async fn dynamodb() -> Option<TestEnv> {
-    let endpoint = match moto_endpoint() {
-        Ok(endpoint) => endpoint,
-        Err(why) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("DynamoDB emulator unavailable under CI: {why}")
-        }
-        Err(why) => {
-            eprintln!("SKIPPED (no DynamoDB emulator; run scripts/test.sh): {why}");
-            return None;
-        }
-    };
+    let endpoint = emulator()?;
     let client = dynamo_client(&endpoint);
     let table = format!("orders-{}", uuid::Uuid::now_v7().simple());
     TableSchema::bundled()
@@ -112,6 +103,21 @@ fn workspace_root() -> PathBuf {
         .parent()
         .expect("workspace root")
         .to_path_buf()
+}
+
+/// The emulator's endpoint for a test that needs it. Under `CI=true` a missing emulator fails the test;
+/// elsewhere the test says `SKIPPED` and why, and gets `None`.
+pub fn emulator() -> Option<String> {
+    match moto_endpoint() {
+        Ok(endpoint) => Some(endpoint),
+        Err(why) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("DynamoDB emulator unavailable under CI: {why}")
+        }
+        Err(why) => {
+            eprintln!("SKIPPED (no DynamoDB emulator; run scripts/test.sh): {why}");
+            None
+        }
+    }
 }
 
 /// The emulator's endpoint: `DYNAMODB_TEST_ENDPOINT` if set, else one moto server per test binary,
