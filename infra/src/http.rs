@@ -14,8 +14,10 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Serialize;
 use tracing::Instrument;
 
-/// What every API function's handler is: the shared services and one request in, one response out.
-pub type Handler = for<'a> fn(&'a Services, Request) -> Pin<Box<dyn Future<Output = Response<Body>> + Send + 'a>>;
+/// What every API function's handler is: its shared state (the services, for most) and one request in,
+/// one response out.
+pub type Handler<S = Services> =
+    for<'a> fn(&'a S, Request) -> Pin<Box<dyn Future<Output = Response<Body>> + Send + 'a>>;
 
 /// The request id: API Gateway's, else the Lambda invocation's, else a fresh one.
 pub fn request_id(req: &Request) -> String {
@@ -59,6 +61,14 @@ pub fn body(req: &Request) -> Result<&[u8], ServiceError> {
 /// A path parameter by name.
 pub fn path_param(req: &Request, name: &str) -> Option<String> {
     req.path_parameters_ref().and_then(|p| p.first(name)).map(str::to_owned)
+}
+
+/// The `{order_id}` path parameter. An id that cannot exist is simply not found: there is nothing to
+/// validate for the caller, and another user's order answers the same.
+pub fn order_id(req: &Request) -> Result<domain::OrderId, ServiceError> {
+    path_param(req, "order_id")
+        .and_then(|id| domain::OrderId::parse(&id).ok())
+        .ok_or(ServiceError::OrderNotFound)
 }
 
 /// A JSON response with the given status; a value that cannot be serialized is an internal error,

@@ -1,11 +1,19 @@
-//! What the functions stand on: the store adapters behind the domain's ports, the HTTP edge the API
-//! functions share, catalogue loading, configuration and logging.
+//! What the functions stand on: the store adapters behind the domain's ports, the callback queue, the
+//! HTTP edge the API functions share, the Lambda wiring, metrics, catalogue loading and logging.
 
+#[cfg(feature = "dynamodb")]
+mod aws;
 pub mod catalog_file;
 #[cfg(feature = "dynamodb")]
 pub mod dynamodb;
+pub mod fifo;
 pub mod http;
+#[cfg(feature = "dynamodb")]
+pub mod lambda;
+pub mod metrics;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+#[cfg(feature = "dynamodb")]
+pub mod sqs;
 pub mod supplier;
 pub mod telemetry;

@@ -9,10 +9,13 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use domain::catalog::{Address, Product};
-use domain::ids::{AddressId, OrderId, ProductId};
+use domain::ids::{AddressId, OrderId, PaymentId, ProductId};
 use domain::order::Order;
 use domain::payment::Payment;
-use domain::ports::{Catalog, CatalogAdmin, OrderStore, OrderWithPayments, PlaceError, Placement, StoreError};
+use domain::ports::{
+    Catalog, CatalogAdmin, Change, Judge, OrderStore, OrderUpdates, OrderWithPayments, PlaceError, Placement,
+    StoreError,
+};
 use domain::StockSource;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
@@ -121,13 +124,6 @@ fn read_product(conn: &Connection, id: &ProductId) -> Result<Option<Product>, St
     }))
 }
 
-fn source_name(source: StockSource) -> &'static str {
-    match source {
-        StockSource::Local => "local",
-        StockSource::Supplier => "supplier",
-    }
-}
-
 #[async_trait]
 impl Catalog for SqliteStore {
     async fn product(&self, id: &ProductId) -> Result<Option<Product>, StoreError> {
@@ -173,7 +169,7 @@ impl CatalogAdmin for SqliteStore {
                     p.name,
                     p.price.to_string(),
                     p.stock,
-                    source_name(p.stock_source),
+                    p.stock_source.as_str(),
                     p.active
                 ],
             )
@@ -258,27 +254,113 @@ impl OrderStore for SqliteStore {
 
     async fn order_with_payments(&self, id: &OrderId) -> Result<Option<OrderWithPayments>, StoreError> {
         let id = id.clone();
+        self.with(move |conn| read_order(conn, &id)).await
+    }
+}
+
+/// The order with its payments, oldest payment first (payment ids are time-ordered).
+fn read_order(conn: &Connection, id: &OrderId) -> Result<Option<OrderWithPayments>, StoreError> {
+    let doc: Option<String> = conn
+        .query_row("SELECT doc FROM orders WHERE id = ?1", params![id.as_str()], |r| {
+            r.get(0)
+        })
+        .optional()
+        .map_err(backend)?;
+    let Some(doc) = doc else { return Ok(None) };
+    let order: Order = serde_json::from_str(&doc).map_err(backend)?;
+    let mut stmt = conn
+        .prepare("SELECT doc FROM payments WHERE order_id = ?1 ORDER BY id")
+        .map_err(backend)?;
+    let payments = stmt
+        .query_map(params![id.as_str()], |r| r.get::<_, String>(0))
+        .map_err(backend)?
+        .map(|doc| {
+            let doc = doc.map_err(backend)?;
+            serde_json::from_str::<Payment>(&doc).map_err(backend)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(OrderWithPayments { order, payments }))
+}
+
+/// Writes a change judged inside the same immediate transaction, so nothing can have moved in between;
+/// the version check guards the invariant all the same.
+fn write_change(tx: &rusqlite::Transaction<'_>, change: &Change) -> Result<(), StoreError> {
+    let order = serde_json::to_string(&change.order).map_err(backend)?;
+    let changed = tx
+        .execute(
+            "UPDATE orders SET doc = ?2 WHERE id = ?1 AND coalesce(json_extract(doc, '$.version'), 0) = ?3",
+            params![
+                change.order.id.as_str(),
+                order,
+                i64::try_from(change.expected_version).map_err(backend)?
+            ],
+        )
+        .map_err(backend)?;
+    if changed != 1 {
+        return Err(backend("order version moved inside an immediate transaction"));
+    }
+    for payment in &change.payments {
+        let doc = serde_json::to_string(payment).map_err(backend)?;
+        let changed = tx
+            .execute(
+                "UPDATE payments SET doc = ?2 WHERE id = ?1",
+                params![payment.id.as_str(), doc],
+            )
+            .map_err(backend)?;
+        if changed != 1 {
+            return Err(backend(format!("payment {} vanished", payment.id)));
+        }
+    }
+    if let Some(payment) = &change.created {
+        let doc = serde_json::to_string(payment).map_err(backend)?;
+        tx.execute(
+            "INSERT INTO payments (id, doc) VALUES (?1, ?2)",
+            params![payment.id.as_str(), doc],
+        )
+        .map_err(backend)?;
+    }
+    if let Some((product, quantity)) = &change.restock {
+        tx.execute(
+            "UPDATE products SET stock = stock + ?2 WHERE id = ?1",
+            params![product.as_str(), quantity.get()],
+        )
+        .map_err(backend)?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl OrderUpdates for SqliteStore {
+    async fn order_of_payment(&self, id: &PaymentId) -> Result<Option<OrderId>, StoreError> {
+        let id = id.clone();
         self.with(move |conn| {
-            let doc: Option<String> = conn
-                .query_row("SELECT doc FROM orders WHERE id = ?1", params![id.as_str()], |r| {
-                    r.get(0)
-                })
+            let order: Option<String> = conn
+                .query_row(
+                    "SELECT order_id FROM payments WHERE id = ?1",
+                    params![id.as_str()],
+                    |r| r.get(0),
+                )
                 .optional()
                 .map_err(backend)?;
-            let Some(doc) = doc else { return Ok(None) };
-            let order: Order = serde_json::from_str(&doc).map_err(backend)?;
-            let mut stmt = conn
-                .prepare("SELECT doc FROM payments WHERE order_id = ?1 ORDER BY id")
+            order.map(|o| OrderId::parse(&o).map_err(backend)).transpose()
+        })
+        .await
+    }
+
+    async fn update(&self, id: &OrderId, judge: Judge) -> Result<Option<OrderWithPayments>, StoreError> {
+        let id = id.clone();
+        self.with(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(backend)?;
-            let payments = stmt
-                .query_map(params![id.as_str()], |r| r.get::<_, String>(0))
-                .map_err(backend)?
-                .map(|doc| {
-                    let doc = doc.map_err(backend)?;
-                    serde_json::from_str::<Payment>(&doc).map_err(backend)
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(Some(OrderWithPayments { order, payments }))
+            let Some(state) = read_order(&tx, &id)? else {
+                return Ok(None);
+            };
+            if let Some(change) = judge(&state) {
+                write_change(&tx, &change)?;
+                tx.commit().map_err(backend)?;
+            }
+            Ok(Some(state))
         })
         .await
     }

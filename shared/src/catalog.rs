@@ -16,6 +16,16 @@ pub enum StockSource {
     Supplier,
 }
 
+impl StockSource {
+    /// The wire name, as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Local => "local",
+            Self::Supplier => "supplier",
+        }
+    }
+}
+
 /// A catalogue product.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Product {

@@ -297,6 +297,15 @@ impl ServiceError {
     }
 }
 
+impl From<crate::ports::StoreError> for ServiceError {
+    fn from(err: crate::ports::StoreError) -> Self {
+        match err {
+            crate::ports::StoreError::Busy(source) => ServiceError::ServiceBusy(source),
+            crate::ports::StoreError::Backend(source) => ServiceError::Internal(source),
+        }
+    }
+}
+
 /// `outer: inner: innermost`, for logs.
 pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut text = err.to_string();

@@ -1,6 +1,7 @@
 //! The order and payment domain: money, ids, orders and payments with their state machines, the error
 //! catalogue, the ports the use cases need, and the use cases themselves. No AWS, HTTP or SQL here.
 
+pub mod callback;
 pub mod catalog;
 pub mod error;
 pub mod ids;
@@ -11,6 +12,7 @@ pub mod ports;
 pub mod time;
 pub mod usecases;
 
+pub use callback::{EventId, EventSource, PaymentEvent, ReportedStatus, SignatureVerifier};
 pub use catalog::{Address, AddressSnapshot, Product, StockSource};
 pub use error::{ErrorCode, FieldError, ServiceError, Shortage};
 pub use ids::{AddressId, OrderId, PaymentId, PaymentMethod, ProductId, Quantity, TtlMinutes, UserId};

@@ -32,6 +32,16 @@ impl Money {
         Self::from_decimal(value)
     }
 
+    /// An amount written in JSON: a string such as `"199.00"`, or a plain number; anything else, or
+    /// an amount `parse` refuses, is a format error.
+    pub fn from_json(value: &serde_json::Value) -> Result<Self, AmountFormatError> {
+        match value {
+            serde_json::Value::String(text) => Self::parse(text),
+            serde_json::Value::Number(n) => Self::parse(&n.to_string()),
+            _ => Err(AmountFormatError),
+        }
+    }
+
     /// Accepts a decimal that already has at most two places and is within range.
     pub fn from_decimal(value: Decimal) -> Result<Self, AmountFormatError> {
         if value.is_sign_negative() && !value.is_zero() {

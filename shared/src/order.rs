@@ -134,9 +134,63 @@ pub struct Order {
     pub updated_at: Timestamp,
     /// Every status change, oldest first, starting with creation.
     pub history: Vec<HistoryEntry>,
+    /// Bumped by every write to the order or any of its payments: the one token a conditional write
+    /// checks, so two writers of the same order can never both win. Records from before it existed read as 0.
+    #[serde(default)]
+    pub version: u64,
+}
+
+/// What a new order is made of; everything else follows from it.
+#[derive(Debug, Clone)]
+pub struct OrderDraft<'a> {
+    /// The shopper.
+    pub user_id: &'a UserId,
+    /// The product as it is sold now.
+    pub product: &'a crate::catalog::Product,
+    /// Units bought.
+    pub quantity: Quantity,
+    /// The delivery address, frozen.
+    pub address: AddressSnapshot,
+    /// The payment lifetime, which sets the payment deadline.
+    pub ttl_minutes: TtlMinutes,
 }
 
 impl Order {
+    /// A new `pending` order at the product's current price, with its creation in the history.
+    pub fn new_pending(draft: OrderDraft<'_>, now: Timestamp) -> Order {
+        let OrderDraft {
+            user_id,
+            product,
+            quantity,
+            address,
+            ttl_minutes,
+        } = draft;
+        Order {
+            id: OrderId::generate(),
+            user_id: user_id.clone(),
+            product_id: product.id.clone(),
+            product_name: product.name.clone(),
+            stock_source: product.stock_source,
+            quantity,
+            unit_price: product.price,
+            total_amount: product.price.times(quantity.get()),
+            status: OrderStatus::Pending,
+            address,
+            ttl_minutes,
+            payment_deadline: now.plus_minutes(ttl_minutes.get()),
+            created_at: now,
+            updated_at: now,
+            history: vec![HistoryEntry {
+                from: None,
+                to: OrderStatus::Pending,
+                operator: format!("user:{user_id}"),
+                note: "订单创建".into(),
+                at: now,
+            }],
+            version: 0,
+        }
+    }
+
     /// Moves the order to `to` if the state machine allows it, recording who did it and why.
     pub fn transition(
         &mut self,
@@ -166,6 +220,33 @@ impl Order {
     }
 }
 
+/// Orders for unit tests across the domain.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+    use crate::catalog::{Product, StockSource};
+
+    /// A pending order of `quantity` units at `price`, created at 2026-11-25T07:00Z with `ttl` minutes to pay.
+    pub fn order(quantity: u32, price: &str, ttl: u32) -> Order {
+        let product = Product {
+            id: ProductId::parse("p1").unwrap(),
+            name: "fridge".into(),
+            price: Money::parse(price).unwrap(),
+            stock: 10,
+            stock_source: StockSource::Local,
+            active: true,
+        };
+        let draft = OrderDraft {
+            user_id: &UserId::parse("u1").unwrap(),
+            product: &product,
+            quantity: Quantity::new(quantity).unwrap(),
+            address: AddressSnapshot::default(),
+            ttl_minutes: TtlMinutes::new(ttl).unwrap(),
+        };
+        Order::new_pending(draft, Timestamp::parse("2026-11-25T07:00:00Z").unwrap())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,24 +264,10 @@ mod tests {
     ];
 
     fn order_in(status: OrderStatus) -> Order {
-        let at = Timestamp::parse("2026-11-25T07:00:00Z").unwrap();
-        Order {
-            id: OrderId::parse("o1").unwrap(),
-            user_id: UserId::parse("u1").unwrap(),
-            product_id: ProductId::parse("p1").unwrap(),
-            product_name: "fridge".into(),
-            stock_source: StockSource::Local,
-            quantity: Quantity::new(1).unwrap(),
-            unit_price: Money::parse("1.00").unwrap(),
-            total_amount: Money::parse("1.00").unwrap(),
-            status,
-            address: AddressSnapshot::default(),
-            ttl_minutes: TtlMinutes::DEFAULT,
-            payment_deadline: at.plus_minutes(30),
-            created_at: at,
-            updated_at: at,
-            history: vec![],
-        }
+        let mut order = testing::order(1, "1.00", 30);
+        order.status = status;
+        order.history.clear();
+        order
     }
 
     #[test]

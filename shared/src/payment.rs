@@ -82,6 +82,10 @@ pub struct PaymentLog {
     pub at: Timestamp,
     /// Structured detail for people and audits.
     pub details: serde_json::Value,
+    /// The provider event this entry applied, if any: the store's memory of what was already applied,
+    /// which outlives any queue's deduplication window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
 }
 
 /// One attempt to pay an order.
@@ -105,6 +109,13 @@ pub struct Payment {
     pub expires_at: Timestamp,
     /// Every event, oldest first.
     pub logs: Vec<PaymentLog>,
+    /// The provider's transaction id, once a callback named one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_txn_id: Option<String>,
+    /// Money was taken that the shop cannot keep (the order was cancelled, or another payment had
+    /// already paid it): someone must refund it.
+    #[serde(default)]
+    pub refund_required: bool,
 }
 
 impl Payment {
@@ -129,37 +140,62 @@ impl Payment {
                     "amount": order.total_amount,
                     "ttl_minutes": ttl.get(),
                 }),
+                event_id: None,
             }],
+            provider_txn_id: None,
+            refund_required: false,
         }
     }
+
+    /// Whether the provider event `event_id` was already applied to this payment.
+    pub fn has_applied(&self, event_id: &str) -> bool {
+        self.logs.iter().any(|log| log.event_id.as_deref() == Some(event_id))
+    }
+
+    /// Appends a log entry.
+    pub fn log(&mut self, event: &str, details: serde_json::Value, event_id: Option<&str>, at: Timestamp) {
+        self.logs.push(PaymentLog {
+            event: event.to_owned(),
+            at,
+            details,
+            event_id: event_id.map(str::to_owned),
+        });
+    }
+
+    /// Moves the payment to `to` if its state machine allows it, logging `event`; refused otherwise,
+    /// with the payment unchanged.
+    pub fn transition(
+        &mut self,
+        to: PaymentStatus,
+        event: &str,
+        details: serde_json::Value,
+        at: Timestamp,
+    ) -> Result<(), PaymentTransitionError> {
+        if !self.status.can_transition(to) {
+            return Err(PaymentTransitionError { from: self.status, to });
+        }
+        self.status = to;
+        self.log(event, details, None, at);
+        Ok(())
+    }
+}
+
+/// A refused payment transition.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("payment status cannot change from {from} to {to}")]
+pub struct PaymentTransitionError {
+    /// The payment's status.
+    pub from: PaymentStatus,
+    /// The status asked for.
+    pub to: PaymentStatus,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::{AddressSnapshot, StockSource};
-    use crate::ids::{ProductId, Quantity};
-    use crate::order::OrderStatus;
 
     fn order(deadline_minutes: u32) -> Order {
-        let at = Timestamp::parse("2026-11-25T07:00:00Z").unwrap();
-        Order {
-            id: OrderId::parse("o1").unwrap(),
-            user_id: UserId::parse("u1").unwrap(),
-            product_id: ProductId::parse("p1").unwrap(),
-            product_name: "washer".into(),
-            stock_source: StockSource::Local,
-            quantity: Quantity::new(2).unwrap(),
-            unit_price: Money::parse("99.50").unwrap(),
-            total_amount: Money::parse("199.00").unwrap(),
-            status: OrderStatus::Pending,
-            address: AddressSnapshot::default(),
-            ttl_minutes: TtlMinutes::new(deadline_minutes).unwrap(),
-            payment_deadline: at.plus_minutes(deadline_minutes),
-            created_at: at,
-            updated_at: at,
-            history: vec![],
-        }
+        crate::order::testing::order(2, "99.50", deadline_minutes)
     }
 
     #[test]

@@ -1,10 +1,13 @@
 //! The ports: what the use cases need from the outside world, as small traits the adapters implement.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
-use crate::catalog::{Address, Product};
+use crate::callback::PaymentEvent;
+use crate::catalog::{Address, Product, StockSource};
 use crate::error::{BoxError, Shortage};
-use crate::ids::{AddressId, OrderId, ProductId, UserId};
+use crate::ids::{AddressId, OrderId, PaymentId, ProductId, Quantity, UserId};
 use crate::order::Order;
 use crate::payment::Payment;
 use crate::time::Timestamp;
@@ -103,6 +106,127 @@ pub trait OrderStore: Send + Sync {
     async fn place(&self, placement: &Placement) -> Result<(), PlaceError>;
     /// The order with its payments.
     async fn order_with_payments(&self, id: &OrderId) -> Result<Option<OrderWithPayments>, StoreError>;
+}
+
+/// One atomic write to an order and its payments, decided by the domain from the state the store holds.
+///
+/// The order's `version` is the aggregate's one concurrency token: a store writes the change only if the
+/// order still has `expected_version`, so of two writers that judged the same state only one wins, and
+/// the other is asked to judge again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// The version the order must still have.
+    pub expected_version: u64,
+    /// The order as it will be (its version one higher).
+    pub order: Order,
+    /// Existing payments as they will be (only those that change).
+    pub payments: Vec<Payment>,
+    /// A payment to create.
+    pub created: Option<Payment>,
+    /// Stock to give back to a locally stocked product.
+    pub restock: Option<(ProductId, Quantity)>,
+}
+
+impl Change {
+    /// A change to `state`: the order copied with its version bumped and `now` as its last change, no
+    /// payment touched yet. Edit it, then hand it to the store.
+    pub fn of(state: &OrderWithPayments, now: Timestamp) -> Change {
+        let mut order = state.order.clone();
+        order.version += 1;
+        order.updated_at = now;
+        Change {
+            expected_version: state.order.version,
+            order,
+            payments: Vec::new(),
+            created: None,
+            restock: None,
+        }
+    }
+
+    /// Records a changed payment (replacing an earlier edit of the same one).
+    pub fn payment(&mut self, payment: Payment) {
+        self.payments.retain(|p| p.id != payment.id);
+        self.payments.push(payment);
+    }
+
+    /// Gives the order's quantity back to its product, if the shop holds that product's stock.
+    pub fn release_stock(&mut self) {
+        if self.order.stock_source == StockSource::Local {
+            self.restock = Some((self.order.product_id.clone(), self.order.quantity));
+        }
+    }
+}
+
+/// The domain's judgement of an order's current state: the change to write, or `None` to write nothing.
+pub type Judge = Arc<dyn Fn(&OrderWithPayments) -> Option<Change> + Send + Sync>;
+
+/// Conditional writes to an existing order and its payments (create_payment, callbacks, cancel, expiry).
+#[async_trait]
+pub trait OrderUpdates: Send + Sync {
+    /// The order a payment belongs to.
+    async fn order_of_payment(&self, id: &PaymentId) -> Result<Option<OrderId>, StoreError>;
+
+    /// Reads the order with its payments, asks `judge` what to write, and writes it atomically, provided
+    /// the order's version is still the one judged; if another writer got there first, reads again and
+    /// asks again. Returns the state last judged (`None` if the order does not exist), which is the state
+    /// the written change (if any) was computed from.
+    async fn update(&self, id: &OrderId, judge: Judge) -> Result<Option<OrderWithPayments>, StoreError>;
+}
+
+/// Runs `decide` through [`OrderUpdates::update`] and returns its outcome for the state that was judged
+/// last. `decide` must be a pure function of the state (time and fresh ids are captured beforehand), so
+/// judging that state again yields exactly the outcome whose change was written.
+pub async fn update_with<T, F>(store: &dyn OrderUpdates, id: &OrderId, decide: F) -> Result<Option<T>, StoreError>
+where
+    F: Fn(&OrderWithPayments) -> (T, Option<Change>) + Send + Sync + 'static,
+{
+    let decide = Arc::new(decide);
+    let judge = Arc::clone(&decide);
+    let state = store.update(id, Arc::new(move |state| judge(state).1)).await?;
+    Ok(state.map(|state| decide(&state).0))
+}
+
+/// The queue between the callback receiver and the processor (SQS FIFO in AWS).
+#[async_trait]
+pub trait CallbackQueue: Send + Sync {
+    /// Enqueues the event in its payment's group, deduplicated by its event id.
+    async fn enqueue(&self, event: &PaymentEvent) -> Result<(), QueueUnavailable>;
+}
+
+/// The queue could not take the message; the provider should retry.
+#[derive(Debug, thiserror::Error)]
+#[error("callback queue unavailable")]
+pub struct QueueUnavailable(#[source] pub BoxError);
+
+/// A business figure worth counting (SPEC section 13).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Metric {
+    /// A callback event was applied (or found already applied).
+    CallbackApplied,
+    /// A callback event failed transiently and will be redelivered.
+    CallbackRetried,
+    /// A callback's amount differed from the payment's.
+    AmountMismatch,
+    /// Money arrived that must be refunded.
+    RefundRequired,
+}
+
+impl Metric {
+    /// The metric's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::CallbackApplied => "CallbackApplied",
+            Self::CallbackRetried => "CallbackRetried",
+            Self::AmountMismatch => "CallbackAmountMismatch",
+            Self::RefundRequired => "RefundRequired",
+        }
+    }
+}
+
+/// Where metrics go (CloudWatch Embedded Metric Format in AWS).
+pub trait Metrics: Send + Sync {
+    /// Counts one occurrence.
+    fn count(&self, metric: Metric);
 }
 
 /// Why the supplier could not answer.

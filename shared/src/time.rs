@@ -25,6 +25,21 @@ impl Timestamp {
         Timestamp(self.0 + chrono::Duration::minutes(i64::from(minutes)))
     }
 
+    /// The instant `seconds` after the Unix epoch (clamped to the epoch if out of range).
+    pub fn from_unix_seconds(seconds: i64) -> Self {
+        Self::from_datetime(Utc.timestamp_opt(seconds, 0).single().unwrap_or_default())
+    }
+
+    /// Whole seconds since the Unix epoch.
+    pub fn unix_seconds(self) -> i64 {
+        self.0.timestamp()
+    }
+
+    /// This instant plus a number of seconds (negative to go back).
+    pub fn plus_seconds(self, seconds: i64) -> Self {
+        Timestamp(self.0 + chrono::Duration::seconds(seconds))
+    }
+
     /// `2026-11-25T07:00:00.000Z`: fixed width, so lexical order is time order.
     pub fn to_rfc3339(self) -> String {
         self.0.to_rfc3339_opts(SecondsFormat::Millis, true)

@@ -42,9 +42,11 @@ async fn an_unreachable_dynamodb_is_503_service_busy() {
     ));
     let svc = Services {
         catalog: store.clone(),
-        orders: store,
+        orders: store.clone(),
+        updates: store,
         supplier: Arc::new(infra::supplier::NoSupplier),
         clock: Arc::new(SystemClock),
+        metrics: Arc::new(infra::metrics::EmfMetrics),
     };
     assert_busy(&svc, "orders-prod-secret-name").await;
 }

@@ -1,6 +1,7 @@
 //! Every cross-crate test, compiled into one binary: the store conformance suite (run against both
 //! adapters) and the handlers fed real API Gateway events.
 
+mod callback_receiver;
 mod conformance;
 mod faults;
 mod gateway_events;

@@ -8,12 +8,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use async_trait::async_trait;
+use aws_lambda_events::sqs::SqsEvent;
 use aws_sdk_dynamodb::Client;
 use domain::catalog::{Address, Product, StockSource};
 use domain::ids::{AddressId, ProductId, UserId};
-use domain::ports::{CatalogAdmin, SupplierStock, SupplierUnavailable, SystemClock};
+use domain::ports::{CatalogAdmin, Clock, Metric, Metrics, SupplierStock, SupplierUnavailable};
 use domain::usecases::Services;
-use domain::{Money, Order, Payment};
+use domain::{EventId, EventSource, Money, Order, Payment, PaymentEvent, ReportedStatus, Timestamp};
 use infra::dynamodb::schema::TableSchema;
 use infra::dynamodb::DynamoStore;
 use infra::http::GatewayRequest;
@@ -39,7 +40,48 @@ pub struct TestEnv {
     pub svc: Services,
     /// Writes products and addresses.
     pub admin: Arc<dyn CatalogAdmin>,
+    /// The clock the services read; tests move it forward.
+    pub clock: Arc<TestClock>,
+    /// Every metric the services counted.
+    pub metrics: Arc<RecordedMetrics>,
     raw: Raw,
+}
+
+/// The system time plus an offset a test can move forward.
+#[derive(Debug, Default)]
+pub struct TestClock {
+    offset_seconds: std::sync::atomic::AtomicI64,
+}
+
+impl TestClock {
+    /// Moves the clock `seconds` forward.
+    pub fn advance(&self, seconds: i64) {
+        self.offset_seconds
+            .fetch_add(seconds, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Clock for TestClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::now().plus_seconds(self.offset_seconds.load(std::sync::atomic::Ordering::SeqCst))
+    }
+}
+
+/// Metrics kept in memory.
+#[derive(Debug, Default)]
+pub struct RecordedMetrics(Mutex<Vec<Metric>>);
+
+impl RecordedMetrics {
+    /// How often `metric` was counted.
+    pub fn count_of(&self, metric: Metric) -> usize {
+        self.0.lock().expect("metrics").iter().filter(|m| **m == metric).count()
+    }
+}
+
+impl Metrics for RecordedMetrics {
+    fn count(&self, metric: Metric) {
+        self.0.lock().expect("metrics").push(metric);
+    }
 }
 
 /// A fresh SQLite store in its own temporary directory.
@@ -47,11 +89,7 @@ pub async fn sqlite() -> TestEnv {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("shop.sqlite3");
     let store = Arc::new(SqliteStore::open(&path).expect("open sqlite"));
-    TestEnv {
-        svc: services(store.clone(), store.clone()),
-        admin: store.clone(),
-        raw: Raw::Sqlite { path, store, _dir: dir },
-    }
+    TestEnv::over(store.clone(), Raw::Sqlite { path, store, _dir: dir })
 }
 
 /// A fresh DynamoDB table in moto, created from template.yaml; `None` (after saying so loudly) when no
@@ -66,22 +104,30 @@ pub async fn dynamodb() -> Option<TestEnv> {
         .await
         .expect("create table");
     let store = Arc::new(DynamoStore::new(client.clone(), table.clone()));
-    Some(TestEnv {
-        svc: services(store.clone(), store.clone()),
-        admin: store,
-        raw: Raw::Dynamo { client, table },
-    })
+    Some(TestEnv::over(store, Raw::Dynamo { client, table }))
 }
 
-fn services<S>(catalog: Arc<S>, orders: Arc<S>) -> Services
-where
-    S: domain::ports::Catalog + domain::ports::OrderStore + 'static,
-{
-    Services {
-        catalog,
-        orders,
-        supplier: Arc::new(infra::supplier::NoSupplier),
-        clock: Arc::new(SystemClock),
+impl TestEnv {
+    fn over<S>(store: Arc<S>, raw: Raw) -> TestEnv
+    where
+        S: domain::ports::Catalog + domain::ports::OrderStore + domain::ports::OrderUpdates + CatalogAdmin + 'static,
+    {
+        let clock = Arc::new(TestClock::default());
+        let metrics = Arc::new(RecordedMetrics::default());
+        TestEnv {
+            svc: Services {
+                catalog: store.clone(),
+                orders: store.clone(),
+                updates: store.clone(),
+                supplier: Arc::new(infra::supplier::NoSupplier),
+                clock: clock.clone(),
+                metrics: metrics.clone(),
+            },
+            admin: store,
+            clock,
+            metrics,
+            raw,
+        }
     }
 }
 
@@ -274,6 +320,35 @@ impl TestEnv {
         }
     }
 
+    /// The ids of the orders and payments the expiry index holds (DynamoDB: items carrying the sparse
+    /// index's key; SQLite: rows inside its partial indexes).
+    pub async fn expiry_index(&self) -> std::collections::BTreeSet<String> {
+        match &self.raw {
+            Raw::Dynamo { .. } => self
+                .snapshot()
+                .await
+                .into_values()
+                .filter(|item| item.get("expiry_shard").is_some())
+                .filter_map(|item| item["id"].as_str().map(str::to_owned))
+                .collect(),
+            Raw::Sqlite { path, .. } => {
+                let conn = rusqlite::Connection::open(path).expect("open sqlite");
+                let mut stmt = conn
+                    .prepare(
+                        "SELECT id FROM orders WHERE status = 'pending'
+                         UNION SELECT id FROM payments WHERE status IN ('init', 'processing')",
+                    )
+                    .expect("prepare");
+                let ids = stmt
+                    .query_map([], |r| r.get::<_, String>(0))
+                    .expect("query")
+                    .map(|id| id.expect("id"))
+                    .collect();
+                ids
+            }
+        }
+    }
+
     /// Every order and payment in the store, read raw (not through the port under test).
     pub async fn records(&self) -> (Vec<Order>, Vec<Payment>) {
         let snapshot = self.snapshot().await;
@@ -292,14 +367,16 @@ impl TestEnv {
     }
 }
 
-/// A request as API Gateway would hand it to a function.
+/// A request as API Gateway would hand it to a function: `{order_id}` is taken from
+/// `/api/orders/{order_id}/` and `/api/orders/{order_id}/payments/`.
 pub fn request(method: &str, path: &str, user: Option<&str>, body: &[u8]) -> Request {
-    let order_id = path
+    let segments: Vec<&str> = path
         .strip_prefix("/api/orders/")
         .and_then(|rest| rest.strip_suffix('/'))
-        .filter(|id| !id.contains('/'));
-    let path_parameters = match (method, order_id) {
-        ("GET", Some(id)) => vec![("order_id", id.to_owned())],
+        .map(|rest| rest.split('/').collect())
+        .unwrap_or_default();
+    let path_parameters = match (method, segments.as_slice()) {
+        ("GET", [id]) | ("POST", [id, "payments"]) => vec![("order_id", (*id).to_owned())],
         _ => vec![],
     };
     GatewayRequest {
@@ -345,6 +422,63 @@ pub async fn create_batch(env: &TestEnv, user: Option<&str>, body: &Value) -> (u
 pub async fn get_order(env: &TestEnv, user: Option<&str>, id: &str) -> (u16, Value) {
     let req = request("GET", &format!("/api/orders/{id}/"), user, b"");
     read(get_order::handle(&env.svc, req).await)
+}
+
+/// `POST /api/orders/{id}/payments/` through the real handler.
+pub async fn create_payment(env: &TestEnv, user: Option<&str>, order_id: &str, body: &Value) -> (u16, Value) {
+    let path = format!("/api/orders/{order_id}/payments/");
+    let req = request("POST", &path, user, body.to_string().as_bytes());
+    read(create_payment::handle(&env.svc, req).await)
+}
+
+/// A normalized callback event in the generic format.
+pub fn event(payment_id: &str, event_id: &str, status: ReportedStatus, amount: &str) -> PaymentEvent {
+    PaymentEvent {
+        event_id: EventId::parse(event_id).expect("event id"),
+        payment_id: domain::PaymentId::parse(payment_id).expect("payment id"),
+        provider_txn_id: format!("txn-{payment_id}"),
+        status,
+        amount: Money::parse(amount).expect("amount"),
+        occurred_at: Timestamp::now(),
+        source: EventSource::Generic,
+    }
+}
+
+/// The SQS event Lambda would deliver for these messages (message id, event), each in its payment's
+/// group, received for the `receives`-th time.
+pub fn sqs_event(messages: &[(&str, &PaymentEvent)], receives: u32) -> SqsEvent {
+    let records: Vec<Value> = messages
+        .iter()
+        .map(|(id, event)| {
+            serde_json::json!({
+                "messageId": id,
+                "receiptHandle": format!("rh-{id}"),
+                "body": serde_json::to_string(event).expect("event json"),
+                "attributes": {
+                    "ApproximateReceiveCount": receives.to_string(),
+                    "MessageGroupId": event.payment_id,
+                    "MessageDeduplicationId": event.event_id,
+                    "SentTimestamp": "1764054000000",
+                },
+                "messageAttributes": {},
+                "md5OfBody": "",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:callbacks.fifo",
+                "awsRegion": "us-east-1",
+            })
+        })
+        .collect();
+    serde_json::from_value(serde_json::json!({ "Records": records })).expect("SQS event")
+}
+
+/// Runs the real processor handler on one batch; the ids of the messages it reports as failed.
+pub async fn deliver(env: &TestEnv, messages: &[(&str, &PaymentEvent)]) -> Vec<String> {
+    let response = process_payment_callbacks::handle(&env.svc, sqs_event(messages, 1)).await;
+    response
+        .batch_item_failures
+        .into_iter()
+        .map(|f| f.item_identifier)
+        .collect()
 }
 
 /// A supplier port with fixed figures, for exercising the use case's supplier branch.

@@ -1,6 +1,6 @@
-//! Lambda entry point: wiring only (see `infra::dynamodb::run_api_function`).
+//! Lambda entry point: wiring only (see `infra::lambda::run_api_function`).
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    infra::dynamodb::run_api_function(|services, req| Box::pin(create_batch_orders::handle(services, req))).await
+    infra::lambda::run_api_function(|services, req| Box::pin(create_batch_orders::handle(services, req))).await
 }

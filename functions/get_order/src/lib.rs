@@ -1,7 +1,6 @@
 //! get_order: `GET /api/orders/{order_id}/`, the caller's order with its payments.
 
 use domain::usecases::{get_order, Services};
-use domain::{OrderId, ServiceError};
 use infra::http;
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
@@ -10,10 +9,7 @@ use lambda_http::{Body, Request, Response};
 pub async fn handle(svc: &Services, req: Request) -> Response<Body> {
     http::respond(req, |req| async move {
         let user = http::caller(&req)?;
-        // An id that cannot exist is simply not found: nothing to validate for the caller.
-        let id = http::path_param(&req, "order_id")
-            .and_then(|id| OrderId::parse(&id).ok())
-            .ok_or(ServiceError::OrderNotFound)?;
+        let id = http::order_id(&req)?;
         let found = get_order(svc, &user, &id).await?;
         http::json(
             StatusCode::OK,

@@ -13,37 +13,83 @@ use axum::Router;
 use domain::usecases::Services;
 use infra::http::{GatewayRequest, Handler};
 use lambda_http::Body;
+use payment_callback::Receiver;
 
 /// Larger than any route accepts, so that the handlers, not the server, answer `413` in the catalogue's
 /// form; API Gateway's own payload limit is larger still.
 const TRANSPORT_BODY_LIMIT: usize = 1024 * 1024;
 
+/// What the routes run with.
+pub struct App {
+    /// The services every shopper-facing function shares.
+    pub services: Arc<Services>,
+    /// The callback receiver.
+    pub receiver: Receiver,
+}
+
+/// One route as template.yaml declares it.
+struct Route<S: 'static> {
+    key: &'static str,
+    /// Whether the JWT authorizer guards it (every route but the provider callbacks).
+    authorized: bool,
+    handler: Handler<S>,
+}
+
 /// Every route, as template.yaml declares them.
-pub fn router(services: Arc<Services>) -> Router {
+pub fn router(app: Arc<App>) -> Router {
+    const CREATE: Route<Services> = Route {
+        key: "POST /api/orders/create_order/",
+        authorized: true,
+        handler: |s, r| Box::pin(create_order::handle(s, r)),
+    };
+    const BATCH: Route<Services> = Route {
+        key: "POST /api/orders/create_batch_orders/",
+        authorized: true,
+        handler: |s, r| Box::pin(create_batch_orders::handle(s, r)),
+    };
+    const GET: Route<Services> = Route {
+        key: "GET /api/orders/{order_id}/",
+        authorized: true,
+        handler: |s, r| Box::pin(get_order::handle(s, r)),
+    };
+    const PAY: Route<Services> = Route {
+        key: "POST /api/orders/{order_id}/payments/",
+        authorized: true,
+        handler: |s, r| Box::pin(create_payment::handle(s, r)),
+    };
+    const CALLBACK: Route<Receiver> = Route {
+        key: "POST /api/payments/callback/",
+        authorized: false,
+        handler: |s, r| Box::pin(payment_callback::handle(s, r)),
+    };
     Router::new()
         .route(
             "/api/orders/create_order/",
-            post(|s: State<Arc<Services>>, req: AxumRequest| {
-                dispatch(s, req, "POST /api/orders/create_order/", vec![], |s, r| {
-                    Box::pin(create_order::handle(s, r))
-                })
-            }),
+            post(|s: State<Arc<App>>, req: AxumRequest| async move { dispatch(s.services.as_ref(), req, CREATE, vec![]).await }),
         )
         .route(
             "/api/orders/create_batch_orders/",
-            post(|s: State<Arc<Services>>, req: AxumRequest| {
-                dispatch(s, req, "POST /api/orders/create_batch_orders/", vec![], |s, r| {
-                    Box::pin(create_batch_orders::handle(s, r))
-                })
-            }),
+            post(|s: State<Arc<App>>, req: AxumRequest| async move { dispatch(s.services.as_ref(), req, BATCH, vec![]).await }),
         )
         .route(
             "/api/orders/{order_id}/",
-            get(|s: State<Arc<Services>>, Path(id): Path<String>, req: AxumRequest| {
-                dispatch(s, req, "GET /api/orders/{order_id}/", vec![("order_id", id)], |s, r| {
-                    Box::pin(get_order::handle(s, r))
-                })
-            }),
+            get(
+                |s: State<Arc<App>>, Path(id): Path<String>, req: AxumRequest| async move {
+                    dispatch(s.services.as_ref(), req, GET, vec![("order_id", id)]).await
+                },
+            ),
+        )
+        .route(
+            "/api/orders/{order_id}/payments/",
+            post(
+                |s: State<Arc<App>>, Path(id): Path<String>, req: AxumRequest| async move {
+                    dispatch(s.services.as_ref(), req, PAY, vec![("order_id", id)]).await
+                },
+            ),
+        )
+        .route(
+            "/api/payments/callback/",
+            post(|s: State<Arc<App>>, req: AxumRequest| async move { dispatch(&s.receiver, req, CALLBACK, vec![]).await }),
         )
         .fallback(|| async {
             (
@@ -52,7 +98,7 @@ pub fn router(services: Arc<Services>) -> Router {
                 r#"{"message":"Not Found"}"#,
             )
         })
-        .with_state(services)
+        .with_state(app)
 }
 
 /// The user named by `Authorization: Bearer <id>`, as the JWT authorizer would put it in `sub`.
@@ -65,12 +111,11 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     (!token.is_empty()).then_some(token)
 }
 
-async fn dispatch(
-    State(services): State<Arc<Services>>,
+async fn dispatch<S>(
+    state: &S,
     req: AxumRequest,
-    route_key: &'static str,
+    route: Route<S>,
     path_parameters: Vec<(&'static str, String)>,
-    handler: Handler,
 ) -> Response {
     let request_id = uuid::Uuid::now_v7().to_string();
     let (parts, body) = req.into_parts();
@@ -90,12 +135,12 @@ async fn dispatch(
     let event = GatewayRequest {
         method: method.as_str(),
         path: uri.path(),
-        route_key,
+        route_key: route.key,
         query: uri.query().unwrap_or(""),
         headers: header_pairs,
         path_parameters,
         body: &body,
-        user: bearer(&headers),
+        user: if route.authorized { bearer(&headers) } else { None },
         request_id: &request_id,
     };
     let request = match event.into_request() {
@@ -105,7 +150,7 @@ async fn dispatch(
             return StatusCode::INTERNAL_SERVER_ERROR.into_response();
         }
     };
-    let response = handler(&services, request).await;
+    let response = (route.handler)(state, request).await;
     let (parts, body) = response.into_parts();
     let bytes: Vec<u8> = match body {
         Body::Empty => Vec::new(),

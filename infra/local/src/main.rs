@@ -3,13 +3,14 @@
 //! `--dynamodb-endpoint` (or `--dynamodb-table` for a real table).
 
 mod gateway;
+mod queue;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use clap::Parser;
-use domain::ports::{Catalog, CatalogAdmin, OrderStore, SystemClock};
+use clap::{Parser, Subcommand};
+use domain::ports::{Catalog, CatalogAdmin, Clock, OrderStore, OrderUpdates, SystemClock};
 use domain::usecases::Services;
 use infra::catalog_file::{CatalogFile, DEMO};
 use infra::dynamodb::schema::TableSchema;
@@ -40,21 +41,95 @@ struct Args {
     /// Load the catalogue and exit without serving.
     #[arg(long)]
     load_only: bool,
+    /// Where the development callback secret is kept when `PAYMENT_CALLBACK_SECRETS` is not set.
+    #[arg(long, default_value = ".local/callback-secret")]
+    secret_file: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Prints a curl command posting a correctly signed generic callback to the local server.
+    SignCallback {
+        /// The payment id (`payment.id` in the create response).
+        #[arg(long)]
+        payment_id: String,
+        /// The amount the provider reports, e.g. 6598.00.
+        #[arg(long)]
+        amount: String,
+        /// processing, succeeded or failed.
+        #[arg(long, default_value = "succeeded")]
+        status: String,
+        /// The provider's event id (a fresh one by default).
+        #[arg(long)]
+        event_id: Option<String>,
+    },
+}
+
+/// The callback secrets: `PAYMENT_CALLBACK_SECRETS` if set, else a development secret kept in
+/// `secret_file` (made on first use), which the server prints at start.
+fn callback_secrets(secret_file: &std::path::Path) -> Result<(String, bool), Box<dyn std::error::Error>> {
+    if let Ok(secrets) = std::env::var("PAYMENT_CALLBACK_SECRETS") {
+        if !secrets.trim().is_empty() {
+            return Ok((secrets, false));
+        }
+    }
+    if let Ok(secret) = std::fs::read_to_string(secret_file) {
+        if !secret.trim().is_empty() {
+            return Ok((secret.trim().to_owned(), true));
+        }
+    }
+    let secret = format!("dev-{}", uuid::Uuid::new_v4().simple());
+    if let Some(dir) = secret_file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(secret_file, &secret)?;
+    Ok((secret, true))
+}
+
+fn sign_callback(args: &Args, command: &Command) -> Result<(), Box<dyn std::error::Error>> {
+    let Command::SignCallback {
+        payment_id,
+        amount,
+        status,
+        event_id,
+    } = command;
+    let (secrets, _) = callback_secrets(&args.secret_file)?;
+    let verifier = domain::SignatureVerifier::from_list(&secrets)?;
+    let now = SystemClock.now();
+    let body = serde_json::json!({
+        "event_id": event_id.clone().unwrap_or_else(|| format!("evt_{}", uuid::Uuid::now_v7().simple())),
+        "payment_id": payment_id,
+        "provider_txn_id": format!("txn_{}", uuid::Uuid::now_v7().simple()),
+        "status": status,
+        "amount": amount,
+        "occurred_at": now,
+    })
+    .to_string();
+    let signature = verifier.sign(now.unix_seconds(), body.as_bytes());
+    println!(
+        "curl -s -X POST http://127.0.0.1:{}/api/payments/callback/ -H 'Content-Type: application/json' \\\n  -H 'X-Payment-Signature: {signature}' \\\n  -d '{body}'",
+        args.port
+    );
+    Ok(())
 }
 
 /// The store the server runs on, seen through the ports it needs.
 struct Store {
     catalog: Arc<dyn Catalog>,
     orders: Arc<dyn OrderStore>,
+    updates: Arc<dyn OrderUpdates>,
     admin: Arc<dyn CatalogAdmin>,
     description: String,
 }
 
-fn shared<S: Catalog + OrderStore + CatalogAdmin + 'static>(store: S, description: String) -> Store {
+fn shared<S: Catalog + OrderStore + OrderUpdates + CatalogAdmin + 'static>(store: S, description: String) -> Store {
     let store = Arc::new(store);
     Store {
         catalog: store.clone(),
         orders: store.clone(),
+        updates: store.clone(),
         admin: store,
         description,
     }
@@ -111,19 +186,40 @@ async fn load_catalog(args: &Args, store: &Store) -> Result<(), Box<dyn std::err
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    infra::telemetry::init();
     let args = Args::parse();
+    if let Some(command) = &args.command {
+        return sign_callback(&args, command);
+    }
+    infra::telemetry::init();
     let store = open_store(&args).await?;
     load_catalog(&args, &store).await?;
     if args.load_only {
         return Ok(());
     }
-    let services = Services {
+    let services = Arc::new(Services {
         catalog: store.catalog,
         orders: store.orders,
+        updates: store.updates,
         supplier: Arc::new(infra::supplier::NoSupplier),
         clock: Arc::new(SystemClock),
-    };
+        metrics: Arc::new(infra::metrics::EmfMetrics),
+    });
+    let (secrets, development) = callback_secrets(&args.secret_file)?;
+    if development {
+        tracing::warn!(secret_file = %args.secret_file.display(),
+            "PAYMENT_CALLBACK_SECRETS is not set: callbacks are verified with the development secret in this file; \
+             `cargo run -p local-server -- sign-callback` signs with it");
+    }
+    let queue = queue::LocalQueue::new(std::time::Duration::from_millis(200));
+    tokio::spawn(queue.clone().consume(services.clone()));
+    let app = Arc::new(gateway::App {
+        services,
+        receiver: payment_callback::Receiver {
+            verifier: domain::SignatureVerifier::from_list(&secrets)?,
+            queue: Arc::new(queue),
+            clock: Arc::new(SystemClock),
+        },
+    });
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, args.port));
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
@@ -132,7 +228,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "Try: curl -s -X POST http://{addr}/api/orders/create_order/ -H 'Authorization: Bearer alice' \
          -H 'Content-Type: application/json' -d '{{\"product_id\": \"fridge-bcd-470\", \"address_id\": \"addr-alice-home\", \"quantity\": 1}}'"
     );
-    axum::serve(listener, gateway::router(Arc::new(services)))
+    axum::serve(listener, gateway::router(app))
         .with_graceful_shutdown(shutdown())
         .await?;
     Ok(())

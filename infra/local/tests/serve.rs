@@ -20,7 +20,12 @@ impl Drop for Server {
 
 /// Starts the binary on a free port and waits for its ready line.
 fn start(args: &[&str]) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_local-server"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_local-server"));
+    if !args.contains(&"--secret-file") {
+        // Never leave a development secret file behind in the source tree.
+        command.env("PAYMENT_CALLBACK_SECRETS", "serve-test-secret");
+    }
+    let mut child = command
         .args(["--port", "0"])
         .args(args)
         .stdout(Stdio::piped())
@@ -185,4 +190,79 @@ fn uuid_like() -> String {
             .unwrap()
             .as_nanos()
     )
+}
+
+/// The signed callback the `sign-callback` helper prints as a curl command: (signature header, body).
+fn signed_callback(secret_file: &str, payment_id: &str, amount: &str) -> (String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_local-server"))
+        .args(["--secret-file", secret_file, "sign-callback"])
+        .args(["--payment-id", payment_id, "--amount", amount])
+        .output()
+        .expect("run sign-callback");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let curl = String::from_utf8(out.stdout).expect("utf-8");
+    assert!(curl.starts_with("curl -s -X POST http://127.0.0.1:"), "{curl}");
+    let quoted = |prefix: &str| {
+        let start = curl.find(prefix).unwrap_or_else(|| panic!("{prefix} in {curl}")) + prefix.len();
+        curl[start..].split('\'').next().expect("closing quote").to_owned()
+    };
+    (quoted("-H 'X-Payment-Signature: "), quoted("-d '"))
+}
+
+#[tokio::test]
+async fn an_order_is_paid_by_a_signed_callback_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("shop.sqlite3");
+    let secret = dir.path().join("callback-secret");
+    let secret = secret.to_str().unwrap();
+    let server = start(&["--db", db.to_str().unwrap(), "--secret-file", secret]);
+
+    // Given alice's order
+    let order = json!({"product_id": "washer-eg100", "address_id": "addr-alice-home", "quantity": 1});
+    let (status, created) = server.post(CREATE, Some("alice"), &order).await;
+    assert_eq!(status, 201, "{created}");
+    let path = format!("/api/orders/{}/", created["order"]["id"].as_str().unwrap());
+    let payment_id = created["payment"]["id"].as_str().unwrap();
+
+    // When the provider posts a success signed with the server's development secret
+    let (signature, body) = signed_callback(secret, payment_id, created["payment"]["amount"].as_str().unwrap());
+    let post = |signature: String| {
+        reqwest::Client::new()
+            .post(format!("{}/api/payments/callback/", server.base))
+            .header("content-type", "application/json")
+            .header("x-payment-signature", signature)
+            .body(body.clone())
+            .send()
+    };
+    let resp = post(signature.clone()).await.expect("callback");
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(resp.json::<Value>().await.unwrap(), json!({"code": "SUCCESS"}));
+    // A forged signature is refused in the catalogue's shape
+    let resp = post(signature.replace("v1=", "v1=00")).await.expect("forged callback");
+    assert_eq!(resp.status().as_u16(), 401);
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["error"]["code"],
+        "INVALID_SIGNATURE"
+    );
+
+    // Then the in-process queue hands it to the processor and the order reads paid
+    let mut got = Value::Null;
+    for _ in 0..100 {
+        got = server.get(&path, Some("alice")).await.1;
+        if got["order"]["status"] == "paid" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(got["order"]["status"], "paid", "{got}");
+    assert_eq!(got["payments"][0]["status"], "succeeded");
+
+    // And a new payment for the paid order is refused
+    let (status, body) = server
+        .post(&format!("{path}payments/"), Some("alice"), &json!({}))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("INVALID_ORDER_STATUS"))
+    );
 }

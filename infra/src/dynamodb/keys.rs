@@ -13,6 +13,8 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use domain::ids::{AddressId, OrderId, PaymentId, ProductId};
+use domain::order::{Order, OrderStatus};
+use domain::payment::Payment;
 
 /// Partition key attribute.
 pub const PK: &str = "pk";
@@ -20,6 +22,10 @@ pub const PK: &str = "pk";
 pub const SK: &str = "sk";
 /// Sort key of an order item; sorts before every `PAYMENT#` key.
 pub const ORDER_SK: &str = "#ORDER";
+/// The payment id attribute the `by_payment` index is keyed on.
+pub const PAYMENT_ID: &str = "payment_id";
+/// The index from a payment id to its order's partition.
+pub const BY_PAYMENT: &str = "by_payment";
 /// Shards of the expiry index, so the sweeper's queries spread over several partitions.
 pub const EXPIRY_SHARDS: u32 = 4;
 
@@ -48,6 +54,11 @@ pub fn order_partition(id: &OrderId) -> String {
     format!("ORDER#{id}")
 }
 
+/// The order whose partition this is.
+pub fn order_of_partition(pk: &str) -> Option<OrderId> {
+    pk.strip_prefix("ORDER#").and_then(|id| OrderId::parse(id).ok())
+}
+
 /// An order's key.
 pub fn order(id: &OrderId) -> Key {
     key(order_partition(id), ORDER_SK)
@@ -56,6 +67,28 @@ pub fn order(id: &OrderId) -> Key {
 /// A payment's key.
 pub fn payment(order: &OrderId, id: &PaymentId) -> Key {
     key(order_partition(order), &format!("PAYMENT#{id}"))
+}
+
+/// The index attributes of an order item: its owner always (by_owner); its deadline while it is
+/// pending (by_expiry), so an order leaves the expiry index in the write that moves it out of pending.
+pub fn order_index_attributes(order: &Order) -> Vec<(&'static str, String)> {
+    let mut attributes = vec![("owner", order.user_id.to_string())];
+    if order.status == OrderStatus::Pending {
+        attributes.push(("expiry_shard", expiry_shard("order", order.id.as_str())));
+        attributes.push(("expiry_at", order.payment_deadline.to_rfc3339()));
+    }
+    attributes
+}
+
+/// The index attributes of a payment item: its id always (by_payment); its expiry while it is open
+/// (by_expiry).
+pub fn payment_index_attributes(payment: &Payment) -> Vec<(&'static str, String)> {
+    let mut attributes = vec![(PAYMENT_ID, payment.id.to_string())];
+    if payment.status.is_open() {
+        attributes.push(("expiry_shard", expiry_shard("payment", payment.id.as_str())));
+        attributes.push(("expiry_at", payment.expires_at.to_rfc3339()));
+    }
+    attributes
 }
 
 /// The expiry-index partition for an item of `kind` (`order` or `payment`) with this id.

@@ -17,11 +17,12 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client;
 use domain::catalog::{Address, Product};
 use domain::error::BoxError;
-use domain::ids::{AddressId, OrderId, ProductId};
-use domain::order::{Order, OrderStatus};
+use domain::ids::{AddressId, OrderId, PaymentId, ProductId};
+use domain::order::Order;
 use domain::payment::Payment;
 use domain::ports::{
-    Catalog, CatalogAdmin, LineCheck, NewOrder, OrderStore, OrderWithPayments, PlaceError, Placement, StoreError,
+    Catalog, CatalogAdmin, Change, Judge, LineCheck, NewOrder, OrderStore, OrderUpdates, OrderWithPayments, PlaceError,
+    Placement, StoreError,
 };
 use domain::StockSource;
 use serde::Serialize;
@@ -29,6 +30,16 @@ use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_item};
 
 /// How often a transaction cancelled only by conflicting concurrent transactions is tried again.
 const CONFLICT_ATTEMPTS: u32 = 4;
+/// How often an update whose order another writer changed first is judged and tried again. Each lost
+/// round means another writer won, so the order makes progress; the bound only caps one caller's wait.
+const UPDATE_ATTEMPTS: u32 = 32;
+
+/// Full-jitter exponential backoff before attempt `attempt + 1`: a random wait up to 10 ms doubled per
+/// attempt, capped at 160 ms.
+async fn backoff(attempt: u32) {
+    let cap = 10u64 << attempt.min(4);
+    tokio::time::sleep(Duration::from_millis(fastrand::u64(1..=cap))).await;
+}
 
 /// The DynamoDB store over one table.
 #[derive(Clone, Debug)]
@@ -89,28 +100,15 @@ fn item<T: Serialize>(
 }
 
 fn order_item(order: &Order) -> Result<HashMap<String, AttributeValue>, StoreError> {
-    let mut extra = vec![("owner", order.user_id.to_string())];
-    if order.status == OrderStatus::Pending {
-        extra.push(("expiry_shard", keys::expiry_shard("order", order.id.as_str())));
-        extra.push(("expiry_at", order.payment_deadline.to_rfc3339()));
-    }
-    item(order, keys::order(&order.id), extra)
+    item(order, keys::order(&order.id), keys::order_index_attributes(order))
 }
 
 fn payment_item(payment: &Payment) -> Result<HashMap<String, AttributeValue>, StoreError> {
-    let mut extra = vec![("payment_id", payment.id.to_string())];
-    if payment.status.is_open() {
-        extra.push(("expiry_shard", keys::expiry_shard("payment", payment.id.as_str())));
-        extra.push(("expiry_at", payment.expires_at.to_rfc3339()));
-    }
-    item(payment, keys::payment(&payment.order_id, &payment.id), extra)
-}
-
-fn source_value(source: StockSource) -> AttributeValue {
-    AttributeValue::S(match source {
-        StockSource::Local => "local".into(),
-        StockSource::Supplier => "supplier".into(),
-    })
+    item(
+        payment,
+        keys::payment(&payment.order_id, &payment.id),
+        keys::payment_index_attributes(payment),
+    )
 }
 
 /// What each action of the transaction is, so a cancellation reason can be traced to its line.
@@ -159,7 +157,10 @@ impl DynamoStore {
         let mut values = HashMap::from([
             (":active".to_owned(), AttributeValue::Bool(true)),
             (":price".to_owned(), AttributeValue::S(order.unit_price.to_string())),
-            (":source".to_owned(), source_value(order.stock_source)),
+            (
+                ":source".to_owned(),
+                AttributeValue::S(order.stock_source.as_str().to_owned()),
+            ),
         ]);
         let unchanged = "active = :active AND price = :price AND stock_source = :source";
         let key = keys::product(&order.product_id);
@@ -267,6 +268,135 @@ impl DynamoStore {
     }
 }
 
+/// What one attempt at writing a change came to.
+enum Committed {
+    Written,
+    /// Another writer changed the order first (or a concurrent transaction conflicted): judge again.
+    Stale,
+}
+
+impl DynamoStore {
+    /// The transaction of a change: the order put only if its version is the one judged, changed
+    /// payments put over existing ones, a created payment put only if new, stock given back.
+    fn change_items(&self, change: &Change) -> Result<Vec<TransactWriteItem>, StoreError> {
+        let mut items = Vec::with_capacity(3 + change.payments.len());
+        // Orders written before versions existed carry no version attribute: they count as version 0.
+        let unchanged = if change.expected_version == 0 {
+            "attribute_exists(pk) AND (attribute_not_exists(version) OR version = :v)"
+        } else {
+            "version = :v"
+        };
+        let order = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(order_item(&change.order)?))
+            .condition_expression(unchanged)
+            .expression_attribute_values(":v", AttributeValue::N(change.expected_version.to_string()))
+            .build()
+            .map_err(backend)?;
+        items.push(TransactWriteItem::builder().put(order).build());
+        for payment in &change.payments {
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(payment_item(payment)?))
+                .condition_expression("attribute_exists(pk)")
+                .build()
+                .map_err(backend)?;
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
+        if let Some(payment) = &change.created {
+            items.push(self.put_new(payment_item(payment)?)?);
+        }
+        if let Some((product, quantity)) = &change.restock {
+            let update = Update::builder()
+                .table_name(&self.table)
+                .set_key(Some(keys::product(product)))
+                .update_expression("SET stock = stock + :q")
+                .condition_expression("attribute_exists(pk)")
+                .expression_attribute_values(":q", AttributeValue::N(quantity.get().to_string()))
+                .build()
+                .map_err(backend)?;
+            items.push(TransactWriteItem::builder().update(update).build());
+        }
+        Ok(items)
+    }
+
+    async fn commit(&self, change: &Change) -> Result<Committed, StoreError> {
+        let sent = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(self.change_items(change)?))
+            .send()
+            .await;
+        let err = match sent {
+            Ok(_) => return Ok(Committed::Written),
+            Err(err) => err,
+        };
+        if let SdkError::ServiceError(e) = &err {
+            if let TransactWriteItemsError::TransactionCanceledException(c) = e.err() {
+                // The first action is the order's version check; any other failed condition means the
+                // change does not fit the table (a payment vanished, an id collided): not worth retrying.
+                for (i, reason) in c.cancellation_reasons().iter().enumerate() {
+                    match reason.code() {
+                        None | Some("None") => {}
+                        Some("ConditionalCheckFailed") if i == 0 => {}
+                        Some(code) if is_transient(Some(code)) => {}
+                        Some(code) => return Err(backend(format!("change refused at action {i}: {code}"))),
+                    }
+                }
+                return Ok(Committed::Stale);
+            }
+        }
+        // Throttling and timeouts were already retried by the SDK: past that, the caller answers busy.
+        Err(classify(err))
+    }
+}
+
+#[async_trait]
+impl OrderUpdates for DynamoStore {
+    async fn order_of_payment(&self, id: &PaymentId) -> Result<Option<OrderId>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(keys::BY_PAYMENT)
+            .key_condition_expression("#p = :p")
+            .expression_attribute_names("#p", keys::PAYMENT_ID)
+            .expression_attribute_values(":p", AttributeValue::S(id.to_string()))
+            .limit(1)
+            .send()
+            .await
+            .map_err(classify)?;
+        let Some(item) = out.items.unwrap_or_default().into_iter().next() else {
+            return Ok(None);
+        };
+        match item.get(keys::PK) {
+            Some(AttributeValue::S(pk)) => keys::order_of_partition(pk)
+                .map(Some)
+                .ok_or_else(|| backend(format!("payment index points at {pk}"))),
+            _ => Err(backend("payment index item without a partition key")),
+        }
+    }
+
+    async fn update(&self, id: &OrderId, judge: Judge) -> Result<Option<OrderWithPayments>, StoreError> {
+        for attempt in 1..=UPDATE_ATTEMPTS {
+            let Some(state) = self.order_with_payments(id).await? else {
+                return Ok(None);
+            };
+            let Some(change) = judge(&state) else {
+                return Ok(Some(state));
+            };
+            match self.commit(&change).await? {
+                Committed::Written => return Ok(Some(state)),
+                Committed::Stale => {
+                    tracing::info!(order_id = %id, attempt, "order changed while judged; judging again");
+                    backoff(attempt).await;
+                }
+            }
+        }
+        Err(StoreError::Busy(format!("order {id} kept changing").into()))
+    }
+}
+
 #[async_trait]
 impl Catalog for DynamoStore {
     async fn product(&self, id: &ProductId) -> Result<Option<Product>, StoreError> {
@@ -331,10 +461,7 @@ impl OrderStore for DynamoStore {
                     other => return Err(other.into()),
                 },
             }
-            // Jittered exponential backoff: 25 ms, 50 ms, 100 ms, plus up to as much again.
-            let base = 25u64 << (attempt - 1);
-            let jitter = u64::from(uuid::Uuid::new_v4().as_bytes()[0]) * base / 255;
-            tokio::time::sleep(Duration::from_millis(base + jitter)).await;
+            backoff(attempt).await;
         }
     }
 
@@ -377,45 +504,7 @@ impl OrderStore for DynamoStore {
 }
 
 /// A DynamoDB client from the environment's AWS configuration, pointed at `endpoint` when given
-/// (DynamoDB Local, moto). A local endpoint with no credentials in the environment gets dummy ones.
+/// (DynamoDB Local, moto).
 pub async fn client(endpoint: Option<&str>) -> Client {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-    if let Some(endpoint) = endpoint {
-        loader = loader.endpoint_url(endpoint);
-        if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
-            loader = loader.credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-                "local", "local", None, None, "local",
-            ));
-        }
-        if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none() {
-            loader = loader.region(aws_config::Region::new("us-east-1"));
-        }
-    }
-    Client::new(&loader.load().await)
-}
-
-/// Runs an API function on Lambda: logging, then the services over the table named by `TABLE_NAME`
-/// (and `DYNAMODB_ENDPOINT` when set), built once per cold start and shared by every invocation.
-pub async fn run_api_function(handler: crate::http::Handler) -> Result<(), lambda_http::Error> {
-    crate::telemetry::init();
-    let services = services_from_env().await?;
-    let services = &services;
-    lambda_http::run(lambda_http::service_fn(move |req| async move {
-        Ok::<_, std::convert::Infallible>(handler(services, req).await)
-    }))
-    .await
-}
-
-/// The services a Lambda function runs with, from the environment.
-pub async fn services_from_env() -> Result<domain::usecases::Services, lambda_http::Error> {
-    use std::sync::Arc;
-    let table = std::env::var("TABLE_NAME").map_err(|_| "TABLE_NAME is not set")?;
-    let endpoint = std::env::var("DYNAMODB_ENDPOINT").ok();
-    let store = Arc::new(DynamoStore::new(client(endpoint.as_deref()).await, table));
-    Ok(domain::usecases::Services {
-        catalog: store.clone(),
-        orders: store,
-        supplier: Arc::new(crate::supplier::NoSupplier),
-        clock: Arc::new(domain::ports::SystemClock),
-    })
+    Client::new(&crate::aws::config(endpoint).await)
 }

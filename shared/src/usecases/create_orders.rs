@@ -5,10 +5,10 @@ use serde::Serialize;
 
 use crate::catalog::{AddressSnapshot, Product, StockSource};
 use crate::error::{ServiceError, Shortage};
-use crate::ids::{OrderId, UserId};
-use crate::order::{HistoryEntry, Order, OrderStatus};
+use crate::ids::UserId;
+use crate::order::{Order, OrderDraft};
 use crate::payment::Payment;
-use crate::ports::{NewOrder, PlaceError, Placement, StoreError};
+use crate::ports::{NewOrder, PlaceError, Placement};
 use crate::usecases::request::CreateOrders;
 use crate::usecases::Services;
 
@@ -19,15 +19,6 @@ pub struct Created {
     pub orders: Vec<Order>,
     /// One per order, same order.
     pub payments: Vec<Payment>,
-}
-
-impl From<StoreError> for ServiceError {
-    fn from(err: StoreError) -> Self {
-        match err {
-            StoreError::Busy(source) => ServiceError::ServiceBusy(source),
-            StoreError::Backend(source) => ServiceError::Internal(source),
-        }
-    }
 }
 
 /// How many times a write refused because a product's price moved under us is tried again.
@@ -54,29 +45,14 @@ pub async fn create_orders(svc: &Services, user: &UserId, cmd: &CreateOrders) ->
             .iter()
             .zip(&products)
             .map(|(line, product)| {
-                let order = Order {
-                    id: OrderId::generate(),
-                    user_id: user.clone(),
-                    product_id: product.id.clone(),
-                    product_name: product.name.clone(),
-                    stock_source: product.stock_source,
+                let draft = OrderDraft {
+                    user_id: user,
+                    product,
                     quantity: line.quantity,
-                    unit_price: product.price,
-                    total_amount: product.price.times(line.quantity.get()),
-                    status: OrderStatus::Pending,
                     address: snapshot.clone(),
                     ttl_minutes: cmd.ttl_minutes,
-                    payment_deadline: now.plus_minutes(cmd.ttl_minutes.get()),
-                    created_at: now,
-                    updated_at: now,
-                    history: vec![HistoryEntry {
-                        from: None,
-                        to: OrderStatus::Pending,
-                        operator: format!("user:{user}"),
-                        note: "订单创建".into(),
-                        at: now,
-                    }],
                 };
+                let order = Order::new_pending(draft, now);
                 let payment = Payment::create_for_order(&order, cmd.payment_method, cmd.ttl_minutes, now);
                 NewOrder { order, payment }
             })

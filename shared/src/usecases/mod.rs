@@ -1,25 +1,39 @@
 //! The use cases: what the functions do, written against the ports only.
 
+mod callbacks;
 mod create_orders;
+mod create_payment;
 mod get_order;
 pub mod request;
 
 use std::sync::Arc;
 
-use crate::ports::{Catalog, Clock, OrderStore, SupplierStock};
+use crate::ports::{Catalog, Clock, Metrics, OrderStore, OrderUpdates, SupplierStock};
 
+pub use callbacks::{apply_callback, enqueue_callback, CallbackOutcome};
 pub use create_orders::{create_orders, Created};
+pub use create_payment::create_payment;
 pub use get_order::get_order;
+
+/// Pure judgements the stores' conformance tests and the adapters' callers may reach directly.
+pub mod judges {
+    pub use super::callbacks::judge as callback;
+    pub use super::create_payment::judge as new_payment;
+}
 
 /// The ports a use case may need, built once per cold start and shared by every request.
 #[derive(Clone)]
 pub struct Services {
     /// Products and addresses.
     pub catalog: Arc<dyn Catalog>,
-    /// Orders and payments.
+    /// Placing orders and reading them.
     pub orders: Arc<dyn OrderStore>,
+    /// Conditional writes to existing orders and their payments.
+    pub updates: Arc<dyn OrderUpdates>,
     /// The supplier's stock API.
     pub supplier: Arc<dyn SupplierStock>,
     /// The time.
     pub clock: Arc<dyn Clock>,
+    /// Business metrics.
+    pub metrics: Arc<dyn Metrics>,
 }

@@ -43,6 +43,18 @@ pub struct CreateOrders {
     pub ttl_minutes: TtlMinutes,
 }
 
+/// A parsed create_payment request. The amount stays raw: the seed checks its format only after the
+/// order's status, so a malformed amount on a paid order is still `INVALID_ORDER_STATUS`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreatePayment {
+    /// How the shopper will pay.
+    pub payment_method: PaymentMethod,
+    /// The payment's lifetime (never past the order's deadline).
+    pub ttl_minutes: TtlMinutes,
+    /// The amount the shopper expects to pay, if given.
+    pub amount: Option<Value>,
+}
+
 /// Collects field errors so one response names every bad field.
 #[derive(Default)]
 struct Fields(Vec<FieldError>);
@@ -181,6 +193,23 @@ pub fn parse_create_order(body: &[u8]) -> Result<CreateOrders, ServiceError> {
             address_id: address_id?,
             payment_method: payment_method?,
             ttl_minutes: ttl_minutes?,
+        })
+    })();
+    f.finish(parsed)
+}
+
+/// Parses `POST /api/orders/{order_id}/payments/`: `{"payment_method", "ttl_minutes", "amount"?}`.
+pub fn parse_create_payment(body: &[u8]) -> Result<CreatePayment, ServiceError> {
+    let obj = json_object(body)?;
+    let mut f = Fields::default();
+    let payment_method = f.method(&obj);
+    let ttl_minutes = f.ttl(&obj);
+    let amount = obj.get("amount").filter(|v| !v.is_null()).cloned();
+    let parsed = (|| {
+        Some(CreatePayment {
+            payment_method: payment_method?,
+            ttl_minutes: ttl_minutes?,
+            amount,
         })
     })();
     f.finish(parsed)

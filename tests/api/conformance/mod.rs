@@ -4,8 +4,10 @@
 
 pub mod bad_requests;
 pub mod batch;
+pub mod callbacks;
 pub mod orders;
 pub mod oversell;
+pub mod payments;
 pub mod place_port;
 
 /// Instantiates each listed test for both adapters: `sqlite::<name>` and `dynamodb::<name>`.
@@ -45,4 +47,15 @@ conformance!(
     bad_requests::every_bad_request_gets_its_code_and_changes_nothing,
     place_port::a_stale_price_is_refused_as_changed,
     place_port::refusals_are_judged_in_the_seeds_order,
+    payments::a_new_payment_supersedes_the_open_one_in_the_same_write,
+    payments::a_new_payment_never_outlives_the_order,
+    payments::refusals_follow_the_seeds_order_and_change_nothing,
+    payments::past_the_deadline_is_order_expired,
+    payments::twenty_concurrent_requests_leave_exactly_one_open_payment,
+    callbacks::a_success_is_applied_once_however_often_it_is_delivered,
+    callbacks::events_out_of_order_follow_the_state_machine,
+    callbacks::amounts_within_a_fen_pay_and_beyond_are_mismatches,
+    callbacks::a_late_success_pays_a_pending_order_and_is_refunded_on_a_cancelled_one,
+    callbacks::unknown_payments_are_dropped,
+    callbacks::a_failure_holds_back_the_rest_of_its_group_and_redelivery_completes_it_in_order,
 );

@@ -1,32 +1,31 @@
 //! The `OrderStore::place` port itself: both adapters judge refused writes the same way.
 
+use domain::order::OrderDraft;
 use domain::ports::{NewOrder, PlaceError, Placement};
 use domain::{
-    AddressId, AddressSnapshot, Money, Order, OrderId, OrderStatus, Payment, PaymentMethod, ProductId, Quantity,
-    StockSource, Timestamp, TtlMinutes, UserId,
+    AddressId, AddressSnapshot, Money, Order, Payment, PaymentMethod, Product, ProductId, Quantity, StockSource,
+    Timestamp, TtlMinutes, UserId,
 };
 use e2e::TestEnv;
 
 fn line(product: &str, quantity: u32, price: &str) -> NewOrder {
     let now = Timestamp::now();
-    let unit_price = Money::parse(price).unwrap();
-    let order = Order {
-        id: OrderId::generate(),
-        user_id: UserId::parse("alice").unwrap(),
-        product_id: ProductId::parse(product).unwrap(),
-        product_name: product.into(),
+    let product = Product {
+        id: ProductId::parse(product).unwrap(),
+        name: product.into(),
+        price: Money::parse(price).unwrap(),
+        stock: 0,
         stock_source: StockSource::Local,
+        active: true,
+    };
+    let draft = OrderDraft {
+        user_id: &UserId::parse("alice").unwrap(),
+        product: &product,
         quantity: Quantity::new(quantity).unwrap(),
-        unit_price,
-        total_amount: unit_price.times(quantity),
-        status: OrderStatus::Pending,
         address: AddressSnapshot::default(),
         ttl_minutes: TtlMinutes::DEFAULT,
-        payment_deadline: now.plus_minutes(30),
-        created_at: now,
-        updated_at: now,
-        history: vec![],
     };
+    let order = Order::new_pending(draft, now);
     let payment = Payment::create_for_order(&order, PaymentMethod::Wechat, TtlMinutes::DEFAULT, now);
     NewOrder { order, payment }
 }

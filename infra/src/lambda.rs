@@ -1,0 +1,83 @@
+//! Running the functions on Lambda: configuration read once, clients built once per cold start, and the
+//! runtime loop for each kind of trigger (API Gateway, SQS).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+use domain::usecases::Services;
+use lambda_http::{service_fn, Error, LambdaEvent};
+
+use crate::http::Handler;
+
+/// What the functions read from their environment, once per cold start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `TABLE_NAME`: the orders table.
+    pub table: String,
+    /// `DYNAMODB_ENDPOINT`: a DynamoDB endpoint other than AWS's (local runs).
+    pub dynamodb_endpoint: Option<String>,
+}
+
+impl Config {
+    /// Reads the environment; a missing `TABLE_NAME` is a start-up error.
+    pub fn from_env() -> Result<Self, Error> {
+        Ok(Config {
+            table: required("TABLE_NAME")?,
+            dynamodb_endpoint: std::env::var("DYNAMODB_ENDPOINT").ok().filter(|v| !v.is_empty()),
+        })
+    }
+}
+
+/// An environment variable that must be set.
+pub fn required(name: &str) -> Result<String, Error> {
+    match std::env::var(name) {
+        Ok(value) if !value.is_empty() => Ok(value),
+        _ => Err(format!("{name} is not set").into()),
+    }
+}
+
+/// The services over the DynamoDB table the configuration names.
+pub async fn services(config: &Config) -> Services {
+    let store = Arc::new(crate::dynamodb::DynamoStore::new(
+        crate::dynamodb::client(config.dynamodb_endpoint.as_deref()).await,
+        config.table.clone(),
+    ));
+    Services {
+        catalog: store.clone(),
+        orders: store.clone(),
+        updates: store,
+        supplier: Arc::new(crate::supplier::NoSupplier),
+        clock: Arc::new(domain::ports::SystemClock),
+        metrics: Arc::new(crate::metrics::EmfMetrics),
+    }
+}
+
+/// Runs an API function over the standard services: logging, configuration, clients, then the loop.
+pub async fn run_api_function(handler: Handler) -> Result<(), Error> {
+    crate::telemetry::init();
+    let services = services(&Config::from_env()?).await;
+    run_http(services, handler).await
+}
+
+/// Runs an API Gateway handler over `state`, built once and shared by every invocation.
+pub async fn run_http<S: Sync + 'static>(state: S, handler: Handler<S>) -> Result<(), Error> {
+    let state = &state;
+    lambda_http::run(service_fn(move |req| async move {
+        Ok::<_, std::convert::Infallible>(handler(state, req).await)
+    }))
+    .await
+}
+
+/// What an SQS-triggered function's handler is: its state and one batch in, the failed messages out.
+pub type SqsHandler<S> = for<'a> fn(&'a S, SqsEvent) -> Pin<Box<dyn Future<Output = SqsBatchResponse> + Send + 'a>>;
+
+/// Runs an SQS handler (with `ReportBatchItemFailures`) over `state`.
+pub async fn run_sqs<S: Sync + 'static>(state: S, handler: SqsHandler<S>) -> Result<(), Error> {
+    let state = &state;
+    lambda_http::lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        Ok::<_, Error>(handler(state, event.payload).await)
+    }))
+    .await
+}

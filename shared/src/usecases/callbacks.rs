@@ -1,0 +1,383 @@
+//! Payment callbacks after verification: enqueueing the normalized event, and applying it exactly once.
+
+use serde_json::json;
+
+use crate::callback::{PaymentEvent, ReportedStatus};
+use crate::error::ServiceError;
+use crate::order::OrderStatus;
+use crate::payment::PaymentStatus;
+use crate::ports::{update_with, CallbackQueue, Change, Metric, OrderWithPayments, StoreError};
+use crate::time::Timestamp;
+use crate::usecases::Services;
+
+/// Hands a verified event to the queue; a queue that cannot take it is `503`, so the provider retries.
+pub async fn enqueue_callback(queue: &dyn CallbackQueue, event: &PaymentEvent) -> Result<(), ServiceError> {
+    queue
+        .enqueue(event)
+        .await
+        .map_err(|e| ServiceError::ServiceBusy(Box::new(e)))?;
+    tracing::info!(event_id = %event.event_id, payment_id = %event.payment_id, status = ?event.status, "callback enqueued");
+    Ok(())
+}
+
+/// What applying one event did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallbackOutcome {
+    /// The payment moved to this status, and the order is now in this one.
+    Applied(PaymentStatus, OrderStatus),
+    /// The payment already applied this event: nothing written.
+    AlreadyApplied,
+    /// Recorded on the payment, nothing moved: a status the payment is already past.
+    Noted,
+    /// The amount differs from the payment's: logged on the payment, nothing moved.
+    AmountMismatch,
+    /// A success that the shop cannot keep (order cancelled, paid by another payment, or payment
+    /// failed): recorded and flagged `refund_required`.
+    RefundRequired,
+    /// The event's format belongs to another provider than the payment's method: not applied.
+    NotThisProvider,
+    /// No such payment: dropped.
+    UnknownPayment,
+}
+
+/// Applies one event to its payment (and order), exactly once however often it is delivered. Only store
+/// faults are errors; the queue redelivers those.
+pub async fn apply_callback(svc: &Services, event: &PaymentEvent) -> Result<CallbackOutcome, StoreError> {
+    let outcome = match svc.updates.order_of_payment(&event.payment_id).await? {
+        None => None,
+        Some(order_id) => {
+            let (event, now) = (event.clone(), svc.clock.now());
+            update_with(svc.updates.as_ref(), &order_id, move |state| judge(state, &event, now)).await?
+        }
+    };
+    let outcome = outcome.unwrap_or(CallbackOutcome::UnknownPayment);
+    let (event_id, payment_id) = (event.event_id.as_str(), event.payment_id.as_str());
+    match outcome {
+        CallbackOutcome::Applied(payment, order) => {
+            tracing::info!(event_id, payment_id, %payment, %order, "callback applied")
+        }
+        CallbackOutcome::AlreadyApplied => tracing::info!(event_id, payment_id, "callback already applied"),
+        CallbackOutcome::Noted => tracing::info!(event_id, payment_id, "callback noted; status already past it"),
+        CallbackOutcome::AmountMismatch => {
+            svc.metrics.count(Metric::AmountMismatch);
+            tracing::error!(event_id, payment_id, amount = %event.amount, "callback amount does not match the payment")
+        }
+        CallbackOutcome::RefundRequired => {
+            svc.metrics.count(Metric::RefundRequired);
+            tracing::error!(
+                event_id,
+                payment_id,
+                "payment succeeded for an order that cannot take it; refund required"
+            )
+        }
+        CallbackOutcome::NotThisProvider => {
+            tracing::warn!(event_id, payment_id, source = ?event.source, "callback from another provider than the payment's; not applied")
+        }
+        CallbackOutcome::UnknownPayment => {
+            tracing::warn!(event_id, payment_id, "callback for an unknown payment; dropped")
+        }
+    }
+    svc.metrics.count(Metric::CallbackApplied);
+    Ok(outcome)
+}
+
+/// SPEC section 8 as one pure function of the order's state: what the event means for its payment and
+/// order, and the change that records it (every recorded event carries its id, which is how a redelivery
+/// is recognised).
+pub fn judge(state: &OrderWithPayments, event: &PaymentEvent, now: Timestamp) -> (CallbackOutcome, Option<Change>) {
+    use CallbackOutcome::*;
+    let Some(current) = state.payments.iter().find(|p| p.id == event.payment_id) else {
+        return (UnknownPayment, None);
+    };
+    if current.has_applied(event.event_id.as_str()) {
+        return (AlreadyApplied, None);
+    }
+    if !event.source.speaks_for(current.method) {
+        return (NotThisProvider, None);
+    }
+    let mut change = Change::of(state, now);
+    let mut payment = current.clone();
+    let mut details = json!({
+        "provider_txn_id": event.provider_txn_id,
+        "amount": event.amount,
+        "occurred_at": event.occurred_at,
+        "source": event.source,
+    });
+    let from = payment.status;
+    let (log, outcome) = match event.status {
+        ReportedStatus::Processing if from.can_transition(PaymentStatus::Processing) => {
+            payment.status = PaymentStatus::Processing;
+            ("processing", Applied(PaymentStatus::Processing, state.order.status))
+        }
+        ReportedStatus::Failed if from.is_open() => {
+            payment.status = PaymentStatus::Failed;
+            ("failed", Applied(PaymentStatus::Failed, state.order.status))
+        }
+        ReportedStatus::Processing | ReportedStatus::Failed => {
+            details["ignored"] = json!(format!("payment is already {from}"));
+            ("stale_status", Noted)
+        }
+        ReportedStatus::Succeeded if !event.source.amount_matches(payment.amount, event.amount) => {
+            details["expected"] = json!(payment.amount);
+            ("amount_mismatch", AmountMismatch)
+        }
+        ReportedStatus::Succeeded if from == PaymentStatus::Succeeded => {
+            details["ignored"] = json!("payment already succeeded");
+            ("duplicate_success", Noted)
+        }
+        ReportedStatus::Succeeded if from == PaymentStatus::Failed => {
+            payment.refund_required = true;
+            details["reason"] = json!("payment had failed");
+            ("refund_required", RefundRequired)
+        }
+        ReportedStatus::Succeeded if state.order.status == OrderStatus::Pending => {
+            payment.status = PaymentStatus::Succeeded;
+            let note = format!("支付成功 {}", payment.id);
+            if change
+                .order
+                .transition(OrderStatus::Paid, "payment-callback", &note, now)
+                .is_err()
+            {
+                return (Noted, None);
+            }
+            // Any other open payment can no longer be paid: it leaves the open set in the same write.
+            for other in state
+                .payments
+                .iter()
+                .filter(|p| p.id != payment.id && p.status.is_open())
+            {
+                let mut other = other.clone();
+                if other
+                    .transition(PaymentStatus::Expired, "superseded", json!({ "by": payment.id }), now)
+                    .is_ok()
+                {
+                    change.payment(other);
+                }
+            }
+            let log = if from == PaymentStatus::Expired {
+                "late_success"
+            } else {
+                "succeeded"
+            };
+            (log, Applied(PaymentStatus::Succeeded, OrderStatus::Paid))
+        }
+        ReportedStatus::Succeeded => {
+            payment.status = PaymentStatus::Succeeded;
+            payment.refund_required = true;
+            details["reason"] = json!(format!("order is {}", state.order.status));
+            ("refund_required", RefundRequired)
+        }
+    };
+    if payment.provider_txn_id.is_none() && matches!(outcome, Applied(..) | RefundRequired) {
+        payment.provider_txn_id = Some(event.provider_txn_id.clone());
+    }
+    payment.log(log, details, Some(event.event_id.as_str()), now);
+    change.payment(payment);
+    (outcome, Some(change))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::callback::{EventId, EventSource};
+    use crate::money::Money;
+    use crate::order::testing;
+    use crate::payment::Payment;
+    use crate::{PaymentMethod, TtlMinutes};
+
+    fn state(payment: PaymentStatus, order: OrderStatus) -> OrderWithPayments {
+        let mut o = testing::order(2, "99.50", 30);
+        o.status = order;
+        let mut p = Payment::create_for_order(&o, PaymentMethod::Wechat, TtlMinutes::DEFAULT, o.created_at);
+        p.status = payment;
+        OrderWithPayments {
+            order: o,
+            payments: vec![p],
+        }
+    }
+
+    fn event(state: &OrderWithPayments, status: ReportedStatus, amount: &str, source: EventSource) -> PaymentEvent {
+        PaymentEvent {
+            event_id: EventId::parse("evt-1").unwrap(),
+            payment_id: state.payments[0].id.clone(),
+            provider_txn_id: "txn".into(),
+            status,
+            amount: Money::parse(amount).unwrap(),
+            occurred_at: state.order.created_at,
+            source,
+        }
+    }
+
+    #[test]
+    fn every_case_of_spec_section_8() {
+        use OrderStatus::{Cancelled, Paid, Pending};
+        use PaymentStatus::*;
+        use ReportedStatus as R;
+        let cases = [
+            (
+                Init,
+                Pending,
+                R::Processing,
+                "199.00",
+                CallbackOutcome::Applied(Processing, Pending),
+                Processing,
+                Pending,
+                "processing",
+                false,
+            ),
+            (
+                Processing,
+                Pending,
+                R::Processing,
+                "199.00",
+                CallbackOutcome::Noted,
+                Processing,
+                Pending,
+                "stale_status",
+                false,
+            ),
+            (
+                Init,
+                Pending,
+                R::Succeeded,
+                "199.01",
+                CallbackOutcome::Applied(Succeeded, Paid),
+                Succeeded,
+                Paid,
+                "succeeded",
+                false,
+            ),
+            (
+                Processing,
+                Pending,
+                R::Succeeded,
+                "199.02",
+                CallbackOutcome::AmountMismatch,
+                Processing,
+                Pending,
+                "amount_mismatch",
+                false,
+            ),
+            (
+                Succeeded,
+                Paid,
+                R::Processing,
+                "199.00",
+                CallbackOutcome::Noted,
+                Succeeded,
+                Paid,
+                "stale_status",
+                false,
+            ),
+            (
+                Init,
+                Pending,
+                R::Failed,
+                "199.00",
+                CallbackOutcome::Applied(Failed, Pending),
+                Failed,
+                Pending,
+                "failed",
+                false,
+            ),
+            (
+                Failed,
+                Pending,
+                R::Succeeded,
+                "199.00",
+                CallbackOutcome::RefundRequired,
+                Failed,
+                Pending,
+                "refund_required",
+                true,
+            ),
+            (
+                Expired,
+                Pending,
+                R::Succeeded,
+                "199.00",
+                CallbackOutcome::Applied(Succeeded, Paid),
+                Succeeded,
+                Paid,
+                "late_success",
+                false,
+            ),
+            (
+                Expired,
+                Cancelled,
+                R::Succeeded,
+                "199.00",
+                CallbackOutcome::RefundRequired,
+                Succeeded,
+                Cancelled,
+                "refund_required",
+                true,
+            ),
+            (
+                Expired,
+                Paid,
+                R::Succeeded,
+                "199.00",
+                CallbackOutcome::RefundRequired,
+                Succeeded,
+                Paid,
+                "refund_required",
+                true,
+            ),
+            (
+                Succeeded,
+                Paid,
+                R::Succeeded,
+                "199.00",
+                CallbackOutcome::Noted,
+                Succeeded,
+                Paid,
+                "duplicate_success",
+                false,
+            ),
+        ];
+        for (payment, order, status, amount, outcome, payment_after, order_after, log, refund) in cases {
+            let s = state(payment, order);
+            let e = event(&s, status, amount, EventSource::Generic);
+            let (got, change) = judge(&s, &e, s.order.created_at);
+            let name = format!("{payment}/{order} + {status:?} {amount}");
+            assert_eq!(got, outcome, "{name}");
+            let change = change.expect("every new event is recorded");
+            let p = change.payments.iter().find(|p| p.id == e.payment_id).unwrap();
+            assert_eq!((p.status, change.order.status), (payment_after, order_after), "{name}");
+            assert_eq!(p.refund_required, refund, "{name}");
+            let last = p.logs.last().unwrap();
+            assert_eq!(
+                (last.event.as_str(), last.event_id.as_deref()),
+                (log, Some("evt-1")),
+                "{name}"
+            );
+            assert_eq!(change.expected_version, s.order.version, "{name}");
+            assert_eq!(change.order.version, s.order.version + 1, "{name}");
+            assert_eq!(change.restock, None, "a callback never moves stock: {name}");
+            // The same event, once recorded, is recognised and writes nothing.
+            let mut after = s.clone();
+            after.payments = vec![p.clone()];
+            assert_eq!(
+                judge(&after, &e, s.order.created_at),
+                (CallbackOutcome::AlreadyApplied, None),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn provider_notifications_are_exact_and_only_for_their_method() {
+        let s = state(PaymentStatus::Init, OrderStatus::Pending);
+        let fen_short = event(&s, ReportedStatus::Succeeded, "198.99", EventSource::Wechatpay);
+        assert_eq!(
+            judge(&s, &fen_short, s.order.created_at).0,
+            CallbackOutcome::AmountMismatch
+        );
+        let alipay = event(&s, ReportedStatus::Succeeded, "199.00", EventSource::Alipay);
+        assert_eq!(
+            judge(&s, &alipay, s.order.created_at),
+            (CallbackOutcome::NotThisProvider, None)
+        );
+    }
+}
