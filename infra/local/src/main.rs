@@ -211,7 +211,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
              `cargo run -p local-server -- sign-callback` signs with it");
     }
     let queue = queue::LocalQueue::new(std::time::Duration::from_millis(200));
-    tokio::spawn(queue.clone().consume(services.clone()));
+    let processor = services.clone();
+    tokio::spawn(queue.clone().consume(move |event| {
+        let processor = processor.clone();
+        async move { process_payment_callbacks::handle(&processor, event).await }
+    }));
     let app = Arc::new(gateway::App {
         services,
         receiver: payment_callback::Receiver {

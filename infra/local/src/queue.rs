@@ -12,7 +12,6 @@ use async_trait::async_trait;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use domain::callback::PaymentEvent;
 use domain::ports::{CallbackQueue, QueueUnavailable};
-use domain::usecases::Services;
 use serde_json::json;
 use tokio::sync::Notify;
 
@@ -129,8 +128,12 @@ impl LocalQueue {
         }
     }
 
-    /// Feeds batches to the processor handler until the process ends.
-    pub async fn consume(self, services: Arc<Services>) {
+    /// Feeds batches to `handle` (the processor handler) until the process ends.
+    pub async fn consume<F, Fut>(self, handle: F)
+    where
+        F: Fn(SqsEvent) -> Fut,
+        Fut: std::future::Future<Output = SqsBatchResponse>,
+    {
         loop {
             let batch = self.receive();
             if batch.is_empty() {
@@ -144,7 +147,7 @@ impl LocalQueue {
                     return;
                 }
             };
-            let response = process_payment_callbacks::handle(&services, event).await;
+            let response = handle(event).await;
             self.settle(&batch, &response);
         }
     }
@@ -174,5 +177,122 @@ impl CallbackQueue for LocalQueue {
         }
         self.wake.notify_one();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_lambda_events::sqs::BatchItemFailure;
+    use domain::{EventId, EventSource, Money, PaymentId, ReportedStatus, Timestamp};
+
+    fn event(payment: &str, id: &str) -> PaymentEvent {
+        PaymentEvent {
+            event_id: EventId::parse(id).unwrap(),
+            payment_id: PaymentId::parse(payment).unwrap(),
+            provider_txn_id: "txn".into(),
+            status: ReportedStatus::Succeeded,
+            amount: Money::parse("1.00").unwrap(),
+            occurred_at: Timestamp::now(),
+            source: EventSource::Generic,
+        }
+    }
+
+    /// Runs the consumer with a handler that fails each event named in `failing` on its first `n`
+    /// receives and, like the real processor, holds back the rest of a group after a failure, until
+    /// `deliveries` deliveries were seen; returns (event id, receive count, applied) in delivery order.
+    async fn run(
+        queue: LocalQueue,
+        failing: &'static [(&'static str, u32)],
+        deliveries: usize,
+    ) -> Vec<(String, u32, bool)> {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let consumer = tokio::spawn(queue.consume(move |event: SqsEvent| {
+            let log = log.clone();
+            async move {
+                let mut response = SqsBatchResponse::default();
+                let mut broken: Vec<String> = Vec::new();
+                for m in event.records {
+                    let e: PaymentEvent = serde_json::from_str(m.body.as_deref().unwrap()).unwrap();
+                    let receives: u32 = m.attributes["ApproximateReceiveCount"].parse().unwrap();
+                    let group = m.attributes["MessageGroupId"].clone();
+                    let fails = failing
+                        .iter()
+                        .any(|(id, n)| *id == e.event_id.as_str() && receives <= *n);
+                    let failed = broken.contains(&group) || fails;
+                    log.lock().unwrap().push((e.event_id.to_string(), receives, !failed));
+                    if failed {
+                        broken.push(group);
+                        let mut failure = BatchItemFailure::default();
+                        failure.item_identifier = m.message_id.unwrap();
+                        response.batch_item_failures.push(failure);
+                    }
+                }
+                response
+            }
+        }));
+        for _ in 0..300 {
+            if seen.lock().unwrap().len() >= deliveries {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        consumer.abort();
+        let seen = seen.lock().unwrap().clone();
+        seen
+    }
+
+    fn receives_of(seen: &[(String, u32, bool)], id: &str) -> Vec<(u32, bool)> {
+        seen.iter()
+            .filter(|(e, _, _)| e == id)
+            .map(|(_, n, ok)| (*n, *ok))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_failed_message_comes_back_in_order_and_holds_its_group_only() {
+        let queue = LocalQueue::new(Duration::from_millis(1));
+        for e in [
+            event("pay_a", "a1"),
+            event("pay_a", "a1"),
+            event("pay_a", "a2"),
+            event("pay_b", "b1"),
+        ] {
+            queue.enqueue(&e).await.unwrap();
+        }
+        // a1 fails on its first two receives; a2 waits behind it; b1 is not held up; the duplicate a1
+        // was dropped at the door.
+        let seen = run(queue.clone(), &[("a1", 2)], 7).await;
+        assert_eq!(receives_of(&seen, "a1"), [(1, false), (2, false), (3, true)]);
+        assert_eq!(receives_of(&seen, "a2"), [(1, false), (2, false), (3, true)]);
+        assert_eq!(receives_of(&seen, "b1"), [(1, true)]);
+        let applied: Vec<&str> = seen
+            .iter()
+            .filter(|(_, _, ok)| *ok)
+            .map(|(e, _, _)| e.as_str())
+            .collect();
+        let (a1, a2) = (
+            applied.iter().position(|e| *e == "a1"),
+            applied.iter().position(|e| *e == "a2"),
+        );
+        assert!(a1 < a2, "a2 applied before a1: {seen:?}");
+        assert!(queue.lock().messages.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_message_failing_five_times_is_dead_lettered() {
+        let queue = LocalQueue::new(Duration::from_millis(1));
+        queue.enqueue(&event("pay_c", "c1")).await.unwrap();
+        let seen = run(queue.clone(), &[("c1", u32::MAX)], 5).await;
+        assert_eq!(
+            receives_of(&seen, "c1"),
+            [(1, false), (2, false), (3, false), (4, false), (5, false)]
+        );
+        assert!(
+            queue.lock().messages.is_empty(),
+            "dead-lettered after the fifth receive"
+        );
     }
 }
