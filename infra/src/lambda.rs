@@ -5,6 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use aws_lambda_events::eventbridge::EventBridgeEvent;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use domain::usecases::Services;
 use lambda_http::{service_fn, Error, LambdaEvent};
@@ -47,7 +48,9 @@ pub async fn services(config: &Config) -> Services {
     Services {
         catalog: store.clone(),
         orders: store.clone(),
-        updates: store,
+        updates: store.clone(),
+        expiry: store.clone(),
+        list: store,
         supplier: Arc::new(crate::supplier::NoSupplier),
         clock: Arc::new(domain::ports::SystemClock),
         metrics: Arc::new(crate::metrics::EmfMetrics),
@@ -78,6 +81,29 @@ pub async fn run_sqs<S: Sync + 'static>(state: S, handler: SqsHandler<S>) -> Res
     let state = &state;
     lambda_http::lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         Ok::<_, Error>(handler(state, event.payload).await)
+    }))
+    .await
+}
+
+/// What a scheduled function's handler is: its state, the EventBridge event and the invocation's
+/// deadline in; a report (any serializable value) or an error out.
+pub type ScheduledHandler<S, R, E> = for<'a> fn(
+    &'a S,
+    EventBridgeEvent,
+    std::time::SystemTime,
+) -> Pin<Box<dyn Future<Output = Result<R, E>> + Send + 'a>>;
+
+/// Runs a handler for an EventBridge schedule over `state`, telling it when the invocation times out.
+pub async fn run_scheduled<S, R, E>(state: S, handler: ScheduledHandler<S, R, E>) -> Result<(), Error>
+where
+    S: Sync + 'static,
+    R: serde::Serialize + 'static,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let state = &state;
+    lambda_http::lambda_runtime::run(service_fn(move |event: LambdaEvent<EventBridgeEvent>| async move {
+        let deadline = std::time::UNIX_EPOCH + std::time::Duration::from_millis(event.context.deadline);
+        handler(state, event.payload, deadline).await.map_err(Error::from)
     }))
     .await
 }

@@ -13,10 +13,11 @@ use domain::ids::{AddressId, OrderId, PaymentId, ProductId};
 use domain::order::Order;
 use domain::payment::Payment;
 use domain::ports::{
-    Catalog, CatalogAdmin, Change, Judge, OrderStore, OrderUpdates, OrderWithPayments, PlaceError, Placement,
-    StoreError,
+    Catalog, CatalogAdmin, Change, Due, DuePage, ExpiryIndex, Judge, ListPosition, ListedOrder, OrderList, OrderStore,
+    OrderUpdates, OrderWithPayments, PlaceError, Placement, StoreError,
 };
 use domain::StockSource;
+use domain::{Timestamp, UserId};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 const SCHEMA: &str = r#"
@@ -363,5 +364,112 @@ impl OrderUpdates for SqliteStore {
             Ok(Some(state))
         })
         .await
+    }
+}
+
+#[async_trait]
+impl ExpiryIndex for SqliteStore {
+    async fn due(&self, now: Timestamp, after: Option<&str>, limit: usize) -> Result<DuePage, StoreError> {
+        // The partial indexes hold exactly the pending orders and open payments. Orders come first (as
+        // DynamoDB's order partitions do), so an order's cancellation takes its payments out of the
+        // index before the payments' turn; keyset paging by (kind, deadline, id).
+        let (after_rank, after_at, after_id): (i64, String, String) = match after {
+            Some(token) => serde_json::from_str(token).map_err(backend)?,
+            None => (0, String::new(), String::new()),
+        };
+        let limit = i64::try_from(limit).map_err(backend)?;
+        self.with(move |conn| {
+            let mut stmt = conn
+                .prepare(
+                    "SELECT rank, at, key, order_id, payment_id FROM (
+                         SELECT 0 AS rank, payment_deadline AS at, id AS key, id AS order_id, NULL AS payment_id
+                           FROM orders WHERE status = 'pending' AND payment_deadline <= ?1
+                         UNION ALL
+                         SELECT 1, expires_at, id, order_id, id
+                           FROM payments WHERE status IN ('init', 'processing') AND expires_at <= ?1)
+                     WHERE (rank, at, key) > (?2, ?3, ?4) ORDER BY rank, at, key LIMIT ?5",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(params![now.to_rfc3339(), after_rank, after_at, after_id, limit], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, Option<String>>(4)?,
+                    ))
+                })
+                .map_err(backend)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(backend)?;
+            let next = match rows.last() {
+                Some((rank, at, key, ..)) if rows.len() as i64 == limit => {
+                    Some(serde_json::to_string(&(rank, at, key)).map_err(backend)?)
+                }
+                _ => None,
+            };
+            let due = rows
+                .into_iter()
+                .map(|(_, _, _, order, payment)| {
+                    let order = OrderId::parse(&order).map_err(backend)?;
+                    Ok(match payment {
+                        Some(payment) => Due::Payment(order, PaymentId::parse(&payment).map_err(backend)?),
+                        None => Due::Order(order),
+                    })
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            Ok(DuePage { due, next })
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl OrderList for SqliteStore {
+    async fn orders_of(
+        &self,
+        user: &UserId,
+        limit: usize,
+        after: Option<&ListPosition>,
+    ) -> Result<(Vec<ListedOrder>, Option<ListPosition>), StoreError> {
+        let user = user.clone();
+        let (after_at, after_id) = match after {
+            Some(p) => (p.created_at.to_rfc3339(), p.order_id.to_string()),
+            // Later than any real order: the first page starts at the newest.
+            None => ("9999".to_owned(), String::new()),
+        };
+        // One more than asked: if it comes back, more remain.
+        let fetch = i64::try_from(limit + 1).map_err(backend)?;
+        let orders = self
+            .with(move |conn| {
+                let mut stmt = conn
+                    .prepare(
+                        "SELECT o.doc, (SELECT p.doc FROM payments p
+                                         WHERE p.order_id = o.id AND p.status IN ('init', 'processing')
+                                         ORDER BY p.id DESC LIMIT 1)
+                           FROM orders o
+                          WHERE o.user_id = ?1 AND (o.created_at, o.id) < (?2, ?3)
+                          ORDER BY o.created_at DESC, o.id DESC LIMIT ?4",
+                    )
+                    .map_err(backend)?;
+                let rows = stmt
+                    .query_map(params![user.as_str(), after_at, after_id, fetch], |r| {
+                        Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?))
+                    })
+                    .map_err(backend)?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(backend)?;
+                rows.into_iter()
+                    .map(|(order, payment)| {
+                        Ok(ListedOrder {
+                            order: serde_json::from_str(&order).map_err(backend)?,
+                            open_payment: payment.map(|p| serde_json::from_str(&p)).transpose().map_err(backend)?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, StoreError>>()
+            })
+            .await?;
+        Ok(ListedOrder::page(orders, limit))
     }
 }

@@ -36,6 +36,8 @@ pub enum ErrorCode {
     InvalidSignature,
     /// Unknown order, or another user's.
     OrderNotFound,
+    /// Cancel asked for an order not in `pending`.
+    OrderNotCancellable,
     /// Not enough stock.
     InsufficientStock,
     /// Body over the limit.
@@ -65,6 +67,7 @@ impl ErrorCode {
             Self::Unauthenticated => "UNAUTHENTICATED",
             Self::InvalidSignature => "INVALID_SIGNATURE",
             Self::OrderNotFound => "ORDER_NOT_FOUND",
+            Self::OrderNotCancellable => "ORDER_NOT_CANCELLABLE",
             Self::InsufficientStock => "INSUFFICIENT_STOCK",
             Self::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             Self::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
@@ -87,7 +90,7 @@ impl ErrorCode {
             | Self::BatchTooLarge => 400,
             Self::Unauthenticated | Self::InvalidSignature => 401,
             Self::OrderNotFound => 404,
-            Self::InsufficientStock => 409,
+            Self::InsufficientStock | Self::OrderNotCancellable => 409,
             Self::PayloadTooLarge => 413,
             Self::IdempotencyKeyReused => 422,
             Self::SupplierUnavailable | Self::ServiceBusy => 503,
@@ -109,6 +112,7 @@ impl ErrorCode {
             Self::Unauthenticated => "未认证",
             Self::InvalidSignature => "签名无效",
             Self::OrderNotFound => "订单不存在",
+            Self::OrderNotCancellable => "订单状态不允许取消",
             Self::InsufficientStock => "库存不足",
             Self::PayloadTooLarge => "请求体过大",
             Self::IdempotencyKeyReused => "幂等键已用于不同的请求",
@@ -199,6 +203,9 @@ pub enum ServiceError {
     /// Unknown order, or another user's.
     #[error("order not found")]
     OrderNotFound,
+    /// The order's status does not allow cancelling it.
+    #[error("order status {0} does not allow cancelling")]
+    OrderNotCancellable(OrderStatus),
     /// Not enough stock for one or more products.
     #[error("insufficient stock for {} product(s)", .0.len())]
     InsufficientStock(Vec<Shortage>),
@@ -247,6 +254,7 @@ impl ServiceError {
             Self::Unauthenticated => ErrorCode::Unauthenticated,
             Self::InvalidSignature => ErrorCode::InvalidSignature,
             Self::OrderNotFound => ErrorCode::OrderNotFound,
+            Self::OrderNotCancellable(_) => ErrorCode::OrderNotCancellable,
             Self::InsufficientStock(_) => ErrorCode::InsufficientStock,
             Self::PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,
             Self::IdempotencyKeyReused => ErrorCode::IdempotencyKeyReused,
@@ -261,7 +269,7 @@ impl ServiceError {
         match self {
             Self::Validation(fields) => Some(json!({ "fields": fields })),
             Self::ProductNotFound(id) => Some(json!({ "product_id": id })),
-            Self::InvalidOrderStatus(status) => Some(json!({ "status": status })),
+            Self::InvalidOrderStatus(status) | Self::OrderNotCancellable(status) => Some(json!({ "status": status })),
             Self::BatchTooLarge { max, given } => Some(json!({ "max_distinct_products": max, "given": given })),
             Self::InsufficientStock(shortages) => Some(json!(shortages)),
             Self::PayloadTooLarge { limit } => Some(json!({ "max_bytes": limit })),
@@ -288,6 +296,9 @@ impl ServiceError {
             }
             Self::InvalidOrderStatus(status) => {
                 tracing::warn!(request_id, code, %status, "order status does not allow payment")
+            }
+            Self::OrderNotCancellable(status) => {
+                tracing::warn!(request_id, code, %status, "order status does not allow cancelling")
             }
             Self::SupplierUnavailable(source) | Self::ServiceBusy(source) | Self::Internal(source) => {
                 tracing::error!(request_id, code, error = %error_chain(source.as_ref()), "request failed")

@@ -81,6 +81,27 @@ pub struct OrderWithPayments {
     pub payments: Vec<Payment>,
 }
 
+impl OrderWithPayments {
+    /// The payment that can still succeed on its own (`init` or `processing`), if any.
+    pub fn open_payment(&self) -> Option<&Payment> {
+        self.payments.iter().rev().find(|p| p.status.is_open())
+    }
+
+    /// The state as it will be once `change` is written.
+    pub fn after(&self, change: &Change) -> OrderWithPayments {
+        let mut payments: Vec<Payment> = self
+            .payments
+            .iter()
+            .map(|p| change.payments.iter().find(|c| c.id == p.id).unwrap_or(p).clone())
+            .collect();
+        payments.extend(change.created.clone());
+        OrderWithPayments {
+            order: change.order.clone(),
+            payments,
+        }
+    }
+}
+
 /// Reads the catalogue: products and addresses.
 #[async_trait]
 pub trait Catalog: Send + Sync {
@@ -184,6 +205,88 @@ where
     let judge = Arc::clone(&decide);
     let state = store.update(id, Arc::new(move |state| judge(state).1)).await?;
     Ok(state.map(|state| decide(&state).0))
+}
+
+/// What may need expiring: a pending order whose deadline passed, or an open payment past its own
+/// `expires_at` (SPEC section 9).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Due {
+    /// A pending order past its payment deadline.
+    Order(OrderId),
+    /// An open payment past its expiry, with its order.
+    Payment(OrderId, PaymentId),
+}
+
+impl Due {
+    /// The order the entry belongs to.
+    pub fn order_id(&self) -> &OrderId {
+        match self {
+            Due::Order(id) | Due::Payment(id, _) => id,
+        }
+    }
+}
+
+/// One page of due entries and where the next page starts.
+#[derive(Debug, Clone, Default)]
+pub struct DuePage {
+    /// Due entries, oldest deadline first within each index partition.
+    pub due: Vec<Due>,
+    /// An opaque position to continue from; `None` after the last page.
+    pub next: Option<String>,
+}
+
+/// The expiry index: pending orders and open payments by deadline (never a table scan).
+#[async_trait]
+pub trait ExpiryIndex: Send + Sync {
+    /// Up to `limit` entries whose deadline is at or before `now`, continuing from `after`.
+    async fn due(&self, now: Timestamp, after: Option<&str>, limit: usize) -> Result<DuePage, StoreError>;
+}
+
+/// Where a shopper's order list continues: the last order of the previous page.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ListPosition {
+    /// Its creation time.
+    pub created_at: Timestamp,
+    /// Its id (orders of one batch share a creation time).
+    pub order_id: OrderId,
+}
+
+/// A shopper's order as the list shows it: the order and its open payment, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedOrder {
+    /// The order.
+    pub order: Order,
+    /// Its open payment.
+    pub open_payment: Option<Payment>,
+}
+
+impl ListedOrder {
+    /// Cuts a list fetched with one order more than `limit` to `limit`, with the position the next page
+    /// starts after if that extra order was there (so a cursor is issued only while more remain).
+    pub fn page(mut orders: Vec<ListedOrder>, limit: usize) -> (Vec<ListedOrder>, Option<ListPosition>) {
+        if orders.len() <= limit {
+            return (orders, None);
+        }
+        orders.truncate(limit);
+        let next = orders.last().map(|last| ListPosition {
+            created_at: last.order.created_at,
+            order_id: last.order.id.clone(),
+        });
+        (orders, next)
+    }
+}
+
+/// A shopper's orders, newest first (one index query per page).
+#[async_trait]
+pub trait OrderList: Send + Sync {
+    /// Up to `limit` orders of `user` older than `after` (newest first), and the position after the
+    /// last one when more may remain.
+    async fn orders_of(
+        &self,
+        user: &UserId,
+        limit: usize,
+        after: Option<&ListPosition>,
+    ) -> Result<(Vec<ListedOrder>, Option<ListPosition>), StoreError>;
 }
 
 /// The queue between the callback receiver and the processor (SQS FIFO in AWS).

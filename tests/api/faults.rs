@@ -43,7 +43,9 @@ async fn an_unreachable_dynamodb_is_503_service_busy() {
     let svc = Services {
         catalog: store.clone(),
         orders: store.clone(),
-        updates: store,
+        updates: store.clone(),
+        expiry: store.clone(),
+        list: store,
         supplier: Arc::new(infra::supplier::NoSupplier),
         clock: Arc::new(SystemClock),
         metrics: Arc::new(infra::metrics::EmfMetrics),

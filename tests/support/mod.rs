@@ -110,7 +110,13 @@ pub async fn dynamodb() -> Option<TestEnv> {
 impl TestEnv {
     fn over<S>(store: Arc<S>, raw: Raw) -> TestEnv
     where
-        S: domain::ports::Catalog + domain::ports::OrderStore + domain::ports::OrderUpdates + CatalogAdmin + 'static,
+        S: domain::ports::Catalog
+            + domain::ports::OrderStore
+            + domain::ports::OrderUpdates
+            + domain::ports::ExpiryIndex
+            + domain::ports::OrderList
+            + CatalogAdmin
+            + 'static,
     {
         let clock = Arc::new(TestClock::default());
         let metrics = Arc::new(RecordedMetrics::default());
@@ -119,6 +125,8 @@ impl TestEnv {
                 catalog: store.clone(),
                 orders: store.clone(),
                 updates: store.clone(),
+                expiry: store.clone(),
+                list: store.clone(),
                 supplier: Arc::new(infra::supplier::NoSupplier),
                 clock: clock.clone(),
                 metrics: metrics.clone(),
@@ -368,7 +376,7 @@ impl TestEnv {
 }
 
 /// A request as API Gateway would hand it to a function: `{order_id}` is taken from
-/// `/api/orders/{order_id}/` and `/api/orders/{order_id}/payments/`.
+/// `/api/orders/{order_id}/`, `/api/orders/{order_id}/payments/` and `/api/orders/{order_id}/cancel/`.
 pub fn request(method: &str, path: &str, user: Option<&str>, body: &[u8]) -> Request {
     let segments: Vec<&str> = path
         .strip_prefix("/api/orders/")
@@ -376,7 +384,7 @@ pub fn request(method: &str, path: &str, user: Option<&str>, body: &[u8]) -> Req
         .map(|rest| rest.split('/').collect())
         .unwrap_or_default();
     let path_parameters = match (method, segments.as_slice()) {
-        ("GET", [id]) | ("POST", [id, "payments"]) => vec![("order_id", (*id).to_owned())],
+        ("GET", [id]) | ("POST", [id, "payments" | "cancel"]) => vec![("order_id", (*id).to_owned())],
         _ => vec![],
     };
     GatewayRequest {
@@ -479,6 +487,45 @@ pub async fn deliver(env: &TestEnv, messages: &[(&str, &PaymentEvent)]) -> Vec<S
         .into_iter()
         .map(|f| f.item_identifier)
         .collect()
+}
+
+/// `POST /api/orders/{id}/cancel/` through the real handler.
+pub async fn cancel_order(env: &TestEnv, user: Option<&str>, order_id: &str) -> (u16, Value) {
+    let req = request("POST", &format!("/api/orders/{order_id}/cancel/"), user, b"");
+    read(cancel_order::handle(&env.svc, req).await)
+}
+
+/// `GET /api/orders/?<query>` through the real handler, with cursors signed by `key`.
+pub async fn list_orders(env: &TestEnv, key: &str, user: Option<&str>, query: &str) -> (u16, Value) {
+    let listing = list_orders::Listing {
+        services: env.svc.clone(),
+        cursors: domain::usecases::CursorKey::new(key).expect("cursor key"),
+    };
+    let req = GatewayRequest {
+        method: "GET",
+        path: "/api/orders/",
+        route_key: "GET /api/orders/",
+        query,
+        user,
+        request_id: "test-request",
+        ..Default::default()
+    }
+    .into_request()
+    .expect("gateway event");
+    read(list_orders::handle(&listing, req).await)
+}
+
+/// Runs the real sweeper handler on a scheduled event, with `budget` before the invocation's deadline
+/// (on top of the handler's safety margin).
+pub async fn sweep(env: &TestEnv, budget: std::time::Duration) -> domain::usecases::SweepReport {
+    let event = serde_json::from_value(serde_json::json!({
+        "version": "0", "id": "test-tick", "detail-type": "Scheduled Event", "source": "aws.events",
+        "account": "123456789012", "time": "2026-11-25T07:00:00Z", "region": "us-east-1",
+        "resources": ["arn:aws:events:us-east-1:123456789012:rule/expire"], "detail": {},
+    }))
+    .expect("scheduled event");
+    let deadline = std::time::SystemTime::now() + expire_payments::SAFETY_MARGIN + budget;
+    expire_payments::handle(&env.svc, event, deadline).await.expect("sweep")
 }
 
 /// A supplier port with fixed figures, for exercising the use case's supplier branch.

@@ -13,6 +13,7 @@ use axum::Router;
 use domain::usecases::Services;
 use infra::http::{GatewayRequest, Handler};
 use lambda_http::Body;
+use list_orders::Listing;
 use payment_callback::Receiver;
 
 /// Larger than any route accepts, so that the handlers, not the server, answer `413` in the catalogue's
@@ -23,6 +24,8 @@ const TRANSPORT_BODY_LIMIT: usize = 1024 * 1024;
 pub struct App {
     /// The services every shopper-facing function shares.
     pub services: Arc<Services>,
+    /// The list function's state (the services and its cursor key).
+    pub listing: Listing,
     /// The callback receiver.
     pub receiver: Receiver,
 }
@@ -57,6 +60,16 @@ pub fn router(app: Arc<App>) -> Router {
         authorized: true,
         handler: |s, r| Box::pin(create_payment::handle(s, r)),
     };
+    const CANCEL: Route<Services> = Route {
+        key: "POST /api/orders/{order_id}/cancel/",
+        authorized: true,
+        handler: |s, r| Box::pin(cancel_order::handle(s, r)),
+    };
+    const LIST: Route<Listing> = Route {
+        key: "GET /api/orders/",
+        authorized: true,
+        handler: |s, r| Box::pin(list_orders::handle(s, r)),
+    };
     const CALLBACK: Route<Receiver> = Route {
         key: "POST /api/payments/callback/",
         authorized: false,
@@ -86,6 +99,18 @@ pub fn router(app: Arc<App>) -> Router {
                     dispatch(s.services.as_ref(), req, PAY, vec![("order_id", id)]).await
                 },
             ),
+        )
+        .route(
+            "/api/orders/{order_id}/cancel/",
+            post(
+                |s: State<Arc<App>>, Path(id): Path<String>, req: AxumRequest| async move {
+                    dispatch(s.services.as_ref(), req, CANCEL, vec![("order_id", id)]).await
+                },
+            ),
+        )
+        .route(
+            "/api/orders/",
+            get(|s: State<Arc<App>>, req: AxumRequest| async move { dispatch(&s.listing, req, LIST, vec![]).await }),
         )
         .route(
             "/api/payments/callback/",

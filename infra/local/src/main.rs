@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use domain::ports::{Catalog, CatalogAdmin, Clock, OrderStore, OrderUpdates, SystemClock};
+use domain::ports::{Catalog, CatalogAdmin, Clock, ExpiryIndex, OrderList, OrderStore, OrderUpdates, SystemClock};
 use domain::usecases::Services;
 use infra::catalog_file::{CatalogFile, DEMO};
 use infra::dynamodb::schema::TableSchema;
@@ -41,6 +41,9 @@ struct Args {
     /// Load the catalogue and exit without serving.
     #[arg(long)]
     load_only: bool,
+    /// Seconds between expiry sweeps (the schedule's `rate(1 minute)` in AWS).
+    #[arg(long, env = "EXPIRY_INTERVAL_SECS", default_value_t = 60)]
+    expiry_interval: u64,
     /// Where the development callback secret is kept when `PAYMENT_CALLBACK_SECRETS` is not set.
     #[arg(long, default_value = ".local/callback-secret")]
     secret_file: PathBuf,
@@ -120,16 +123,23 @@ struct Store {
     catalog: Arc<dyn Catalog>,
     orders: Arc<dyn OrderStore>,
     updates: Arc<dyn OrderUpdates>,
+    expiry: Arc<dyn ExpiryIndex>,
+    list: Arc<dyn OrderList>,
     admin: Arc<dyn CatalogAdmin>,
     description: String,
 }
 
-fn shared<S: Catalog + OrderStore + OrderUpdates + CatalogAdmin + 'static>(store: S, description: String) -> Store {
+fn shared<S>(store: S, description: String) -> Store
+where
+    S: Catalog + OrderStore + OrderUpdates + ExpiryIndex + OrderList + CatalogAdmin + 'static,
+{
     let store = Arc::new(store);
     Store {
         catalog: store.clone(),
         orders: store.clone(),
         updates: store.clone(),
+        expiry: store.clone(),
+        list: store.clone(),
         admin: store,
         description,
     }
@@ -200,6 +210,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         catalog: store.catalog,
         orders: store.orders,
         updates: store.updates,
+        expiry: store.expiry,
+        list: store.list,
         supplier: Arc::new(infra::supplier::NoSupplier),
         clock: Arc::new(SystemClock),
         metrics: Arc::new(infra::metrics::EmfMetrics),
@@ -216,7 +228,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let processor = processor.clone();
         async move { process_payment_callbacks::handle(&processor, event).await }
     }));
+    tokio::spawn(expiry_ticker(services.clone(), args.expiry_interval));
+    // Cursors only need to outlive the server process unless a secret is configured.
+    let cursor_secret = std::env::var("LIST_CURSOR_SECRET").unwrap_or_else(|_| uuid::Uuid::new_v4().to_string());
     let app = Arc::new(gateway::App {
+        listing: list_orders::Listing {
+            services: services.as_ref().clone(),
+            cursors: domain::usecases::CursorKey::new(&cursor_secret).ok_or("LIST_CURSOR_SECRET is blank")?,
+        },
         services,
         receiver: payment_callback::Receiver {
             verifier: domain::SignatureVerifier::from_list(&secrets)?,
@@ -236,6 +255,38 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_graceful_shutdown(shutdown())
         .await?;
     Ok(())
+}
+
+/// Plays the EventBridge schedule: every `interval` seconds, the sweeper's handler gets a real
+/// scheduled-event payload and a minute to run, as its Lambda would.
+async fn expiry_ticker(services: Arc<Services>, interval: u64) {
+    let mut ticks = tokio::time::interval(std::time::Duration::from_secs(interval.max(1)));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let event = serde_json::json!({
+            "version": "0",
+            "id": uuid::Uuid::new_v4().to_string(),
+            "detail-type": "Scheduled Event",
+            "source": "aws.events",
+            "account": "000000000000",
+            "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "region": "local",
+            "resources": ["arn:aws:events:local:000000000000:rule/expire-payments"],
+            "detail": {},
+        });
+        let event = match serde_json::from_value(event) {
+            Ok(event) => event,
+            Err(err) => {
+                tracing::error!(error = %err, "could not build the scheduled event");
+                return;
+            }
+        };
+        let deadline = std::time::SystemTime::now() + std::time::Duration::from_secs(60);
+        if let Err(err) = expire_payments::handle(&services, event, deadline).await {
+            tracing::error!(error = %domain::error::error_chain(&err), "expiry sweep failed");
+        }
+    }
 }
 
 async fn shutdown() {

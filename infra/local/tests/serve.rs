@@ -9,6 +9,8 @@ use serde_json::{json, Value};
 struct Server {
     child: Child,
     base: String,
+    /// Every line it printed after its ready line.
+    output: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Drop for Server {
@@ -46,8 +48,14 @@ fn start(args: &[&str]) -> Server {
         }
     };
     // Keep draining stdout so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Server { child, base }
+    let output = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = output.clone();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    Server { child, base, output }
 }
 
 impl Server {
@@ -265,4 +273,86 @@ async fn an_order_is_paid_by_a_signed_callback_over_http() {
         (status, body["error"]["code"].as_str()),
         (400, Some("INVALID_ORDER_STATUS"))
     );
+}
+
+#[tokio::test]
+async fn the_server_cancels_lists_and_runs_the_sweeper_on_its_ticker() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("shop.sqlite3");
+    let server = start(&["--db", db.to_str().unwrap(), "--expiry-interval", "1"]);
+
+    let order = json!({"product_id": "aircon-kfr35", "address_id": "addr-bob-home", "quantity": 1});
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let (status, created) = server.post(CREATE, Some("bob"), &order).await;
+        assert_eq!(status, 201, "{created}");
+        ids.push(created["order"]["id"].as_str().unwrap().to_owned());
+    }
+
+    // The shopper cancels one (twice: the same answer); its unit comes back
+    let (status, cancelled) = server
+        .post(&format!("/api/orders/{}/cancel/", ids[0]), Some("bob"), &json!({}))
+        .await;
+    assert_eq!(status, 200, "{cancelled}");
+    assert_eq!(cancelled["order"]["status"], "cancelled");
+    let (status, again) = server
+        .post(&format!("/api/orders/{}/cancel/", ids[0]), Some("bob"), &json!({}))
+        .await;
+    assert_eq!((status, &again), (200, &cancelled));
+    assert_eq!(
+        code(
+            &server
+                .post(&format!("/api/orders/{}/cancel/", ids[1]), Some("alice"), &json!({}))
+                .await
+        ),
+        (404, Some("ORDER_NOT_FOUND"))
+    );
+    let three = json!({"product_id": "aircon-kfr35", "address_id": "addr-bob-home", "quantity": 3});
+    let (status, body) = server.post(CREATE, Some("bob"), &three).await;
+    assert_eq!(status, 201, "5 - 3 + 1 returned = 3 left: {body}");
+    ids.push(body["order"]["id"].as_str().unwrap().to_owned());
+
+    // The list pages newest first behind a cursor
+    let (status, page) = server.get("/api/orders/?limit=2", Some("bob")).await;
+    assert_eq!(status, 200, "{page}");
+    let listed: Vec<&str> = page["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, [ids[3].as_str(), ids[2].as_str()]);
+    let cursor = page["next_cursor"].as_str().unwrap();
+    let (status, rest) = server
+        .get(&format!("/api/orders/?limit=2&cursor={cursor}"), Some("bob"))
+        .await;
+    assert_eq!(status, 200, "{rest}");
+    assert_eq!(rest["orders"][0]["id"], ids[1].as_str());
+    assert_eq!(rest["orders"][1]["id"], ids[0].as_str());
+    assert_eq!(rest["orders"][1]["open_payment"], Value::Null);
+    assert_eq!(rest["next_cursor"], Value::Null);
+    assert_eq!(
+        code(
+            &server
+                .get(&format!("/api/orders/?cursor={cursor}"), Some("alice"))
+                .await
+        ),
+        (400, Some("VALIDATION_ERROR"))
+    );
+
+    // The ticker hands the sweeper a scheduled event every second
+    let mut swept = false;
+    for _ in 0..60 {
+        swept = server
+            .output
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|line| line.contains("expiry sweep finished"));
+        if swept {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(swept, "no sweep ran within 3 s");
 }

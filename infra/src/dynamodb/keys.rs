@@ -12,9 +12,10 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use domain::ids::{AddressId, OrderId, PaymentId, ProductId};
+use domain::ids::{AddressId, OrderId, PaymentId, ProductId, UserId};
 use domain::order::{Order, OrderStatus};
 use domain::payment::Payment;
+use domain::ports::{Due, ListPosition};
 
 /// Partition key attribute.
 pub const PK: &str = "pk";
@@ -26,6 +27,20 @@ pub const ORDER_SK: &str = "#ORDER";
 pub const PAYMENT_ID: &str = "payment_id";
 /// The index from a payment id to its order's partition.
 pub const BY_PAYMENT: &str = "by_payment";
+/// The sparse index of what may need expiring.
+pub const BY_EXPIRY: &str = "by_expiry";
+/// Its partition attribute: `order#<n>` or `payment#<n>`.
+pub const EXPIRY_SHARD: &str = "expiry_shard";
+/// Its sort attribute: the deadline, as fixed-width RFC 3339 text.
+pub const EXPIRY_AT: &str = "expiry_at";
+/// The index of a shopper's orders by creation time.
+pub const BY_OWNER: &str = "by_owner";
+/// Its partition attribute: the shopper.
+pub const OWNER: &str = "owner";
+/// Its sort attribute: the order's creation time.
+pub const CREATED_AT: &str = "created_at";
+/// The copy of an order's open payment kept on the order item, for the list.
+pub const OPEN_PAYMENT: &str = "open_payment";
 /// Shards of the expiry index, so the sweeper's queries spread over several partitions.
 pub const EXPIRY_SHARDS: u32 = 4;
 
@@ -72,10 +87,10 @@ pub fn payment(order: &OrderId, id: &PaymentId) -> Key {
 /// The index attributes of an order item: its owner always (by_owner); its deadline while it is
 /// pending (by_expiry), so an order leaves the expiry index in the write that moves it out of pending.
 pub fn order_index_attributes(order: &Order) -> Vec<(&'static str, String)> {
-    let mut attributes = vec![("owner", order.user_id.to_string())];
+    let mut attributes = vec![(OWNER, order.user_id.to_string())];
     if order.status == OrderStatus::Pending {
-        attributes.push(("expiry_shard", expiry_shard("order", order.id.as_str())));
-        attributes.push(("expiry_at", order.payment_deadline.to_rfc3339()));
+        attributes.push((EXPIRY_SHARD, expiry_shard("order", order.id.as_str())));
+        attributes.push((EXPIRY_AT, order.payment_deadline.to_rfc3339()));
     }
     attributes
 }
@@ -85,8 +100,8 @@ pub fn order_index_attributes(order: &Order) -> Vec<(&'static str, String)> {
 pub fn payment_index_attributes(payment: &Payment) -> Vec<(&'static str, String)> {
     let mut attributes = vec![(PAYMENT_ID, payment.id.to_string())];
     if payment.status.is_open() {
-        attributes.push(("expiry_shard", expiry_shard("payment", payment.id.as_str())));
-        attributes.push(("expiry_at", payment.expires_at.to_rfc3339()));
+        attributes.push((EXPIRY_SHARD, expiry_shard("payment", payment.id.as_str())));
+        attributes.push((EXPIRY_AT, payment.expires_at.to_rfc3339()));
     }
     attributes
 }
@@ -98,4 +113,38 @@ pub fn expiry_shard(kind: &str, id: &str) -> String {
         .fold(0u32, |acc, b| acc.wrapping_mul(31).wrapping_add(u32::from(b)))
         % EXPIRY_SHARDS;
     format!("{kind}#{shard}")
+}
+
+/// Every partition of the expiry index, orders first.
+pub fn expiry_partitions() -> Vec<String> {
+    ["order", "payment"]
+        .iter()
+        .flat_map(|kind| (0..EXPIRY_SHARDS).map(move |n| format!("{kind}#{n}")))
+        .collect()
+}
+
+/// The due entry an expiry-index item stands for.
+pub fn due_of(item: &Key) -> Option<Due> {
+    let text = |name: &str| match item.get(name) {
+        Some(AttributeValue::S(s)) => Some(s.as_str()),
+        _ => None,
+    };
+    let order = order_of_partition(text(PK)?)?;
+    let sk = text(SK)?;
+    if sk == ORDER_SK {
+        return Some(Due::Order(order));
+    }
+    let payment = PaymentId::parse(sk.strip_prefix("PAYMENT#")?).ok()?;
+    Some(Due::Payment(order, payment))
+}
+
+/// The by_owner index key of the order at `position`, to continue a list after it.
+pub fn owner_position(user: &UserId, position: &ListPosition) -> Key {
+    let mut key = order(&position.order_id);
+    key.insert(OWNER.to_owned(), AttributeValue::S(user.to_string()));
+    key.insert(
+        CREATED_AT.to_owned(),
+        AttributeValue::S(position.created_at.to_rfc3339()),
+    );
+    key
 }

@@ -21,10 +21,10 @@ use domain::ids::{AddressId, OrderId, PaymentId, ProductId};
 use domain::order::Order;
 use domain::payment::Payment;
 use domain::ports::{
-    Catalog, CatalogAdmin, Change, Judge, LineCheck, NewOrder, OrderStore, OrderUpdates, OrderWithPayments, PlaceError,
-    Placement, StoreError,
+    Catalog, CatalogAdmin, Change, DuePage, ExpiryIndex, Judge, LineCheck, ListPosition, ListedOrder, NewOrder,
+    OrderList, OrderStore, OrderUpdates, OrderWithPayments, PlaceError, Placement, StoreError,
 };
-use domain::StockSource;
+use domain::{StockSource, Timestamp, UserId};
 use serde::Serialize;
 use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_item};
 
@@ -99,8 +99,15 @@ fn item<T: Serialize>(
     Ok(item)
 }
 
-fn order_item(order: &Order) -> Result<HashMap<String, AttributeValue>, StoreError> {
-    item(order, keys::order(&order.id), keys::order_index_attributes(order))
+/// An order item: the order, its key and index attributes, and a copy of its open payment (if any), so
+/// that one index query lists a shopper's orders with their open payments.
+fn order_item(order: &Order, open_payment: Option<&Payment>) -> Result<HashMap<String, AttributeValue>, StoreError> {
+    let mut item = item(order, keys::order(&order.id), keys::order_index_attributes(order))?;
+    if let Some(payment) = open_payment {
+        let payment: HashMap<String, AttributeValue> = to_item(payment).map_err(backend)?;
+        item.insert(keys::OPEN_PAYMENT.to_owned(), AttributeValue::M(payment));
+    }
+    Ok(item)
 }
 
 fn payment_item(payment: &Payment) -> Result<HashMap<String, AttributeValue>, StoreError> {
@@ -219,7 +226,7 @@ impl DynamoStore {
         for (i, line) in placement.orders.iter().enumerate() {
             items.push(self.product_action(line)?);
             actions.push(Action::Product(i));
-            items.push(self.put_new(order_item(&line.order)?)?);
+            items.push(self.put_new(order_item(&line.order, Some(&line.payment))?)?);
             actions.push(Action::Record);
             items.push(self.put_new(payment_item(&line.payment)?)?);
             actions.push(Action::Record);
@@ -278,7 +285,7 @@ enum Committed {
 impl DynamoStore {
     /// The transaction of a change: the order put only if its version is the one judged, changed
     /// payments put over existing ones, a created payment put only if new, stock given back.
-    fn change_items(&self, change: &Change) -> Result<Vec<TransactWriteItem>, StoreError> {
+    fn change_items(&self, state: &OrderWithPayments, change: &Change) -> Result<Vec<TransactWriteItem>, StoreError> {
         let mut items = Vec::with_capacity(3 + change.payments.len());
         // Orders written before versions existed carry no version attribute: they count as version 0.
         let unchanged = if change.expected_version == 0 {
@@ -288,7 +295,7 @@ impl DynamoStore {
         };
         let order = Put::builder()
             .table_name(&self.table)
-            .set_item(Some(order_item(&change.order)?))
+            .set_item(Some(order_item(&change.order, state.after(change).open_payment())?))
             .condition_expression(unchanged)
             .expression_attribute_values(":v", AttributeValue::N(change.expected_version.to_string()))
             .build()
@@ -320,11 +327,11 @@ impl DynamoStore {
         Ok(items)
     }
 
-    async fn commit(&self, change: &Change) -> Result<Committed, StoreError> {
+    async fn commit(&self, state: &OrderWithPayments, change: &Change) -> Result<Committed, StoreError> {
         let sent = self
             .client
             .transact_write_items()
-            .set_transact_items(Some(self.change_items(change)?))
+            .set_transact_items(Some(self.change_items(state, change)?))
             .send()
             .await;
         let err = match sent {
@@ -385,7 +392,7 @@ impl OrderUpdates for DynamoStore {
             let Some(change) = judge(&state) else {
                 return Ok(Some(state));
             };
-            match self.commit(&change).await? {
+            match self.commit(&state, &change).await? {
                 Committed::Written => return Ok(Some(state)),
                 Committed::Stale => {
                     tracing::info!(order_id = %id, attempt, "order changed while judged; judging again");
@@ -394,6 +401,112 @@ impl OrderUpdates for DynamoStore {
             }
         }
         Err(StoreError::Busy(format!("order {id} kept changing").into()))
+    }
+}
+
+/// Where the sweep continues: which expiry-index partition, and after which item in it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct DueToken {
+    partition: usize,
+    after: Option<HashMap<String, String>>,
+}
+
+fn string_key(key: HashMap<String, AttributeValue>) -> Result<HashMap<String, String>, StoreError> {
+    key.into_iter()
+        .map(|(k, v)| match v {
+            AttributeValue::S(s) => Ok((k, s)),
+            _ => Err(backend("expiry index key is not all strings")),
+        })
+        .collect()
+}
+
+#[async_trait]
+impl ExpiryIndex for DynamoStore {
+    async fn due(&self, now: Timestamp, after: Option<&str>, limit: usize) -> Result<DuePage, StoreError> {
+        let token: DueToken = match after {
+            Some(text) => serde_json::from_str(text).map_err(backend)?,
+            None => DueToken {
+                partition: 0,
+                after: None,
+            },
+        };
+        let partitions = keys::expiry_partitions();
+        let Some(partition) = partitions.get(token.partition) else {
+            return Ok(DuePage::default());
+        };
+        let start = token
+            .after
+            .map(|key| key.into_iter().map(|(k, v)| (k, AttributeValue::S(v))).collect());
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(keys::BY_EXPIRY)
+            .key_condition_expression("#shard = :shard AND #at <= :now")
+            .expression_attribute_names("#shard", keys::EXPIRY_SHARD)
+            .expression_attribute_names("#at", keys::EXPIRY_AT)
+            .expression_attribute_values(":shard", AttributeValue::S(partition.clone()))
+            .expression_attribute_values(":now", AttributeValue::S(now.to_rfc3339()))
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(classify)?;
+        let due = out
+            .items
+            .unwrap_or_default()
+            .iter()
+            .map(|item| keys::due_of(item).ok_or_else(|| backend("expiry index item with an unexpected key")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = match out.last_evaluated_key {
+            Some(key) => Some(DueToken {
+                partition: token.partition,
+                after: Some(string_key(key)?),
+            }),
+            None if token.partition + 1 < partitions.len() => Some(DueToken {
+                partition: token.partition + 1,
+                after: None,
+            }),
+            None => None,
+        };
+        let next = next.map(|t| serde_json::to_string(&t)).transpose().map_err(backend)?;
+        Ok(DuePage { due, next })
+    }
+}
+
+#[async_trait]
+impl OrderList for DynamoStore {
+    async fn orders_of(
+        &self,
+        user: &UserId,
+        limit: usize,
+        after: Option<&ListPosition>,
+    ) -> Result<(Vec<ListedOrder>, Option<ListPosition>), StoreError> {
+        // One more than asked: if it comes back, more remain.
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(keys::BY_OWNER)
+            .key_condition_expression("#owner = :owner")
+            .expression_attribute_names("#owner", keys::OWNER)
+            .expression_attribute_values(":owner", AttributeValue::S(user.to_string()))
+            .scan_index_forward(false)
+            .limit(i32::try_from(limit + 1).unwrap_or(i32::MAX))
+            .set_exclusive_start_key(after.map(|p| keys::owner_position(user, p)))
+            .send()
+            .await
+            .map_err(classify)?;
+        let mut orders = Vec::new();
+        for mut item in out.items.unwrap_or_default() {
+            let open_payment = match item.remove(keys::OPEN_PAYMENT) {
+                Some(AttributeValue::M(payment)) => Some(from_item::<Payment>(payment).map_err(backend)?),
+                _ => None,
+            };
+            let order: Order = from_item(item).map_err(backend)?;
+            orders.push(ListedOrder { order, open_payment });
+        }
+        Ok(ListedOrder::page(orders, limit))
     }
 }
 

@@ -1,24 +1,32 @@
 //! The use cases: what the functions do, written against the ports only.
 
 mod callbacks;
+mod cancel;
 mod create_orders;
 mod create_payment;
+pub mod expiry;
 mod get_order;
+pub mod list;
 pub mod request;
 
 use std::sync::Arc;
 
-use crate::ports::{Catalog, Clock, Metrics, OrderStore, OrderUpdates, SupplierStock};
+use crate::ports::{Catalog, Clock, ExpiryIndex, Metrics, OrderList, OrderStore, OrderUpdates, SupplierStock};
 
 pub use callbacks::{apply_callback, enqueue_callback, CallbackOutcome};
+pub use cancel::cancel_order;
 pub use create_orders::{create_orders, Created};
 pub use create_payment::create_payment;
+pub use expiry::{sweep, SweepReport};
 pub use get_order::get_order;
+pub use list::{list_orders, CursorKey, OrderPage};
 
 /// Pure judgements the stores' conformance tests and the adapters' callers may reach directly.
 pub mod judges {
     pub use super::callbacks::judge as callback;
+    pub use super::cancel::judge as cancel;
     pub use super::create_payment::judge as new_payment;
+    pub use super::expiry::judge as expiry;
 }
 
 /// The ports a use case may need, built once per cold start and shared by every request.
@@ -30,6 +38,10 @@ pub struct Services {
     pub orders: Arc<dyn OrderStore>,
     /// Conditional writes to existing orders and their payments.
     pub updates: Arc<dyn OrderUpdates>,
+    /// What may need expiring.
+    pub expiry: Arc<dyn ExpiryIndex>,
+    /// Each shopper's orders, newest first.
+    pub list: Arc<dyn OrderList>,
     /// The supplier's stock API.
     pub supplier: Arc<dyn SupplierStock>,
     /// The time.

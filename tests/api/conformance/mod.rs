@@ -5,6 +5,7 @@
 pub mod bad_requests;
 pub mod batch;
 pub mod callbacks;
+pub mod lifecycle;
 pub mod orders;
 pub mod oversell;
 pub mod payments;
@@ -58,4 +59,12 @@ conformance!(
     callbacks::a_late_success_pays_a_pending_order_and_is_refunded_on_a_cancelled_one,
     callbacks::unknown_payments_are_dropped,
     callbacks::a_failure_holds_back_the_rest_of_its_group_and_redelivery_completes_it_in_order,
+    lifecycle::the_sweep_cancels_unpaid_orders_past_their_deadline_and_returns_local_stock,
+    lifecycle::a_payment_past_its_own_expiry_is_expired_and_the_order_stays_payable,
+    lifecycle::the_shopper_cancels_a_pending_order_once,
+    lifecycle::a_success_callback_and_the_sweep_race_and_exactly_one_wins,
+    lifecycle::a_success_callback_and_the_shoppers_cancel_race_and_exactly_one_wins,
+    lifecycle::the_shoppers_cancel_and_the_sweep_race_and_stock_returns_once,
+    lifecycle::a_thousand_due_orders_are_swept_across_pages_and_runs,
+    lifecycle::the_list_pages_newest_first_behind_a_cursor_only_its_owner_can_use,
 );

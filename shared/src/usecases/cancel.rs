@@ -1,0 +1,76 @@
+//! cancel_order: the shopper cancels a pending order; its open payments expire and its stock returns,
+//! in one write. The same cancellation serves the expiry sweeper.
+
+use serde_json::json;
+
+use crate::error::ServiceError;
+use crate::ids::{OrderId, UserId};
+use crate::order::OrderStatus;
+use crate::payment::PaymentStatus;
+use crate::ports::{update_with, Change, OrderWithPayments};
+use crate::time::Timestamp;
+use crate::usecases::Services;
+
+/// The change that cancels a pending order: order `→ cancelled` by `operator`, every open payment `→
+/// expired` (logged as `payment_event`), the quantity back to a locally stocked product. `None` if the
+/// order is not pending.
+pub(crate) fn cancellation(
+    state: &OrderWithPayments,
+    operator: &str,
+    note: &str,
+    payment_event: &str,
+    now: Timestamp,
+) -> Option<Change> {
+    let mut change = Change::of(state, now);
+    change
+        .order
+        .transition(OrderStatus::Cancelled, operator, note, now)
+        .ok()?;
+    for open in state.payments.iter().filter(|p| p.status.is_open()) {
+        let mut payment = open.clone();
+        if payment
+            .transition(
+                PaymentStatus::Expired,
+                payment_event,
+                json!({ "order": "cancelled" }),
+                now,
+            )
+            .is_ok()
+        {
+            change.payment(payment);
+        }
+    }
+    change.release_stock();
+    Some(change)
+}
+
+/// Cancels the caller's order and answers it with its payments as they now are.
+pub async fn cancel_order(svc: &Services, user: &UserId, id: &OrderId) -> Result<OrderWithPayments, ServiceError> {
+    let (user, now) = (user.clone(), svc.clock.now());
+    update_with(svc.updates.as_ref(), id, move |state| judge(state, &user, now))
+        .await?
+        .unwrap_or(Err(ServiceError::OrderNotFound))
+}
+
+/// Pending: cancel. Already cancelled: answer it again and write nothing (stock returns once). Any other
+/// status: `409 ORDER_NOT_CANCELLABLE`. Another user's order is not found.
+pub fn judge(
+    state: &OrderWithPayments,
+    user: &UserId,
+    now: Timestamp,
+) -> (Result<OrderWithPayments, ServiceError>, Option<Change>) {
+    if &state.order.user_id != user {
+        return (Err(ServiceError::OrderNotFound), None);
+    }
+    match state.order.status {
+        OrderStatus::Pending => {
+            let operator = format!("user:{user}");
+            match cancellation(state, &operator, "用户取消订单", "cancelled_by_user", now) {
+                Some(change) => (Ok(state.after(&change)), Some(change)),
+                None => (Err(ServiceError::OrderNotCancellable(state.order.status)), None),
+            }
+        }
+        OrderStatus::Cancelled => (Ok(state.clone()), None),
+        other => (Err(ServiceError::OrderNotCancellable(other)), None),
+    }
+}
