@@ -90,6 +90,19 @@ pub fn error(err: &ServiceError, request_id: &str) -> Response<Body> {
     resp
 }
 
+/// A response in a provider's own format (not the catalogue's): a status, a content type and a body.
+pub fn plain(status: StatusCode, content_type: &'static str, text: &str) -> Response<Body> {
+    let mut resp = Response::new(if text.is_empty() {
+        Body::Empty
+    } else {
+        Body::Text(text.to_owned())
+    });
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, lambda_http::http::HeaderValue::from_static(content_type));
+    resp
+}
+
 fn response(status: StatusCode, text: String) -> Response<Body> {
     let mut resp = Response::new(Body::Text(text));
     *resp.status_mut() = status;

@@ -11,6 +11,7 @@ pub mod http;
 #[cfg(feature = "dynamodb")]
 pub mod lambda;
 pub mod metrics;
+pub mod providers;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 #[cfg(feature = "dynamodb")]

@@ -76,9 +76,21 @@ impl OrderId {
 }
 
 impl PaymentId {
-    /// A new, time-ordered payment id.
+    /// A new, time-ordered payment id that both providers accept as `out_trade_no` (WeChat Pay: 6..=32
+    /// characters of `[0-9A-Za-z_|*-]`): `pay_` and the first 28 hex digits of a UUIDv7 (its 48-bit
+    /// millisecond time, then 64 random bits). Ids made before this rule (36 characters) still parse.
     pub fn generate() -> Self {
-        Self(format!("pay_{}", uuid::Uuid::now_v7().simple()))
+        let uuid = uuid::Uuid::now_v7().simple().to_string();
+        Self(format!("pay_{}", &uuid[..28]))
+    }
+
+    /// Whether this id is a valid WeChat Pay `out_trade_no` (and so an Alipay one).
+    pub fn is_provider_safe(&self) -> bool {
+        (6..=32).contains(&self.0.len())
+            && self
+                .0
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'|' | b'*' | b'-'))
     }
 }
 
@@ -211,6 +223,28 @@ mod tests {
         assert!(ProductId::parse("p-1_a.b:c").is_ok());
         for bad in ["", "a#b", "a b", "é", &"x".repeat(65)] {
             assert!(ProductId::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn older_payment_ids_still_parse() {
+        let old = PaymentId::parse("pay_01a211b2da0e75378c02ac50635712ca").unwrap();
+        assert!(!old.is_provider_safe());
+    }
+
+    proptest::proptest! {
+        /// Every new payment id is a valid `out_trade_no` for WeChat Pay and Alipay, and ids made one
+        /// after another are distinct and in order.
+        #[test]
+        fn new_payment_ids_are_valid_out_trade_nos(count in 1usize..50) {
+            let ids: Vec<PaymentId> = (0..count).map(|_| PaymentId::generate()).collect();
+            for id in &ids {
+                proptest::prop_assert!(id.is_provider_safe(), "{}", id);
+                proptest::prop_assert_eq!(&PaymentId::parse(id.as_str()).unwrap(), id);
+            }
+            for pair in ids.windows(2) {
+                proptest::prop_assert!(pair[0] < pair[1], "{} then {}", pair[0], pair[1]);
+            }
         }
     }
 

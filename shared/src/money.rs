@@ -42,6 +42,18 @@ impl Money {
         }
     }
 
+    /// An amount given in fen (WeChat Pay's integer amounts): `12345` is `123.45`.
+    pub fn from_fen(fen: u64) -> Result<Self, AmountFormatError> {
+        let fen = i64::try_from(fen).map_err(|_| AmountFormatError)?;
+        Self::from_decimal(Decimal::new(fen, 2))
+    }
+
+    /// The amount in fen.
+    pub fn to_fen(self) -> u64 {
+        let fen = self.0 * Decimal::from(100);
+        u64::try_from(fen).unwrap_or(0)
+    }
+
     /// Accepts a decimal that already has at most two places and is within range.
     pub fn from_decimal(value: Decimal) -> Result<Self, AmountFormatError> {
         if value.is_sign_negative() && !value.is_zero() {

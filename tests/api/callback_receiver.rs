@@ -1,40 +1,23 @@
 //! The callback receiver: only verified, well-formed notifications reach the queue; and the SQS adapter
 //! sends them to a real FIFO queue (moto over HTTP) grouped by payment and deduplicated by event id.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use async_trait::async_trait;
 use domain::callback::sign_with;
-use domain::ports::{CallbackQueue, QueueUnavailable, SystemClock};
+use domain::ports::{CallbackQueue, SystemClock};
 use domain::{PaymentEvent, ReportedStatus, SignatureVerifier, Timestamp};
-use e2e::{event, read};
+use e2e::{event, read, MemoryQueue};
 use infra::http::GatewayRequest;
 use payment_callback::Receiver;
 use serde_json::{json, Value};
-
-/// Keeps what it is sent; or, when `down`, refuses everything.
-#[derive(Default)]
-struct MemoryQueue {
-    sent: Mutex<Vec<PaymentEvent>>,
-    down: bool,
-}
-
-#[async_trait]
-impl CallbackQueue for MemoryQueue {
-    async fn enqueue(&self, event: &PaymentEvent) -> Result<(), QueueUnavailable> {
-        if self.down {
-            return Err(QueueUnavailable("connection refused to sqs.internal:443".into()));
-        }
-        self.sent.lock().unwrap().push(event.clone());
-        Ok(())
-    }
-}
 
 fn receiver(queue: Arc<MemoryQueue>) -> Receiver {
     Receiver {
         verifier: SignatureVerifier::from_list("current-secret,previous-secret").unwrap(),
         queue,
         clock: Arc::new(SystemClock),
+        wechatpay: None,
+        alipay: None,
     }
 }
 

@@ -4,5 +4,5 @@
 async fn main() -> Result<(), lambda_http::Error> {
     infra::telemetry::init();
     let receiver = payment_callback::Receiver::from_env().await?;
-    infra::lambda::run_http(receiver, |rx, req| Box::pin(payment_callback::handle(rx, req))).await
+    infra::lambda::run_http(receiver, |rx, req| Box::pin(payment_callback::handle_any(rx, req))).await
 }

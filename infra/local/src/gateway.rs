@@ -75,7 +75,25 @@ pub fn router(app: Arc<App>) -> Router {
         authorized: false,
         handler: |s, r| Box::pin(payment_callback::handle(s, r)),
     };
+    const WECHATPAY: Route<Receiver> = Route {
+        key: "POST /api/payments/callback/wechatpay/",
+        authorized: false,
+        handler: |s, r| Box::pin(payment_callback::handle_wechatpay(s, r)),
+    };
+    const ALIPAY: Route<Receiver> = Route {
+        key: "POST /api/payments/callback/alipay/",
+        authorized: false,
+        handler: |s, r| Box::pin(payment_callback::handle_alipay(s, r)),
+    };
     Router::new()
+        .route(
+            "/api/payments/callback/wechatpay/",
+            post(|s: State<Arc<App>>, req: AxumRequest| async move { dispatch(&s.receiver, req, WECHATPAY, vec![]).await }),
+        )
+        .route(
+            "/api/payments/callback/alipay/",
+            post(|s: State<Arc<App>>, req: AxumRequest| async move { dispatch(&s.receiver, req, ALIPAY, vec![]).await }),
+        )
         .route(
             "/api/orders/create_order/",
             post(|s: State<Arc<App>>, req: AxumRequest| async move { dispatch(s.services.as_ref(), req, CREATE, vec![]).await }),

@@ -2,6 +2,7 @@
 //! through a request built the way API Gateway builds it. Embedded SQLite by default; DynamoDB with
 //! `--dynamodb-endpoint` (or `--dynamodb-table` for a real table).
 
+mod dev_providers;
 mod gateway;
 mod queue;
 
@@ -44,6 +45,9 @@ struct Args {
     /// Seconds between expiry sweeps (the schedule's `rate(1 minute)` in AWS).
     #[arg(long, env = "EXPIRY_INTERVAL_SECS", default_value_t = 60)]
     expiry_interval: u64,
+    /// Where development WeChat Pay and Alipay keys are kept when those providers are not configured.
+    #[arg(long, env = "PROVIDER_KEYS", default_value = ".local/dev-providers.json")]
+    provider_keys: PathBuf,
     /// Where the development callback secret is kept when `PAYMENT_CALLBACK_SECRETS` is not set.
     #[arg(long, default_value = ".local/callback-secret")]
     secret_file: PathBuf,
@@ -54,7 +58,8 @@ struct Args {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Prints a curl command posting a correctly signed generic callback to the local server.
-    SignCallback {
+    #[command(name = "sign-callback")]
+    Generic {
         /// The payment id (`payment.id` in the create response).
         #[arg(long)]
         payment_id: String,
@@ -68,6 +73,88 @@ enum Command {
         #[arg(long)]
         event_id: Option<String>,
     },
+    /// Prints a curl command posting a WeChat Pay APIv3 notification, signed and encrypted with the
+    /// development keys, to the local server.
+    #[command(name = "sign-wechatpay")]
+    Wechatpay {
+        /// The payment id (`out_trade_no`).
+        #[arg(long)]
+        payment_id: String,
+        /// The amount in yuan, e.g. 2199.00 (sent in fen, as WeChat Pay does).
+        #[arg(long)]
+        amount: String,
+        /// SUCCESS, USERPAYING, CLOSED, PAYERROR, REVOKED or NOTPAY.
+        #[arg(long, default_value = "SUCCESS")]
+        trade_state: String,
+        /// The notification id (a fresh one by default).
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// Prints a curl command posting an Alipay notification, signed with the development key, to the
+    /// local server.
+    #[command(name = "sign-alipay")]
+    Alipay {
+        /// The payment id (`out_trade_no`).
+        #[arg(long)]
+        payment_id: String,
+        /// The amount in yuan, e.g. 2199.00.
+        #[arg(long)]
+        amount: String,
+        /// TRADE_SUCCESS, TRADE_FINISHED, WAIT_BUYER_PAY or TRADE_CLOSED.
+        #[arg(long, default_value = "TRADE_SUCCESS")]
+        trade_status: String,
+        /// The notification id (a fresh one by default).
+        #[arg(long)]
+        notify_id: Option<String>,
+    },
+}
+
+/// Runs a helper subcommand.
+fn run_command(args: &Args, command: &Command) -> Result<(), Box<dyn std::error::Error>> {
+    let url = |path: &str| format!("http://127.0.0.1:{}/api/payments/callback/{path}", args.port);
+    match command {
+        Command::Generic { .. } => sign_callback(args, command),
+        Command::Wechatpay {
+            payment_id,
+            amount,
+            trade_state,
+            id,
+        } => {
+            let dev = dev_providers::DevProviders::load_or_create(&args.provider_keys)?;
+            let fen = domain::Money::parse(amount)?.to_fen();
+            let id = id.clone().unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+            let posted = dev.wechatpay.notification(&id, payment_id, trade_state, fen);
+            let headers: Vec<String> = posted
+                .headers
+                .iter()
+                .map(|(name, value)| format!("-H '{name}: {value}'"))
+                .collect();
+            println!(
+                "curl -s -i -X POST {} -H 'Content-Type: application/json' \\\n  {} \\\n  -d '{}'",
+                url("wechatpay/"),
+                headers.join(" \\\n  "),
+                posted.body
+            );
+            Ok(())
+        }
+        Command::Alipay {
+            payment_id,
+            amount,
+            trade_status,
+            notify_id,
+        } => {
+            let dev = dev_providers::DevProviders::load_or_create(&args.provider_keys)?;
+            let notify_id = notify_id
+                .clone()
+                .unwrap_or_else(|| uuid::Uuid::now_v7().simple().to_string());
+            let body = dev.alipay.notification(&notify_id, payment_id, trade_status, amount);
+            println!(
+                "curl -s -X POST {} -H 'Content-Type: application/x-www-form-urlencoded' \\\n  -d '{body}'",
+                url("alipay/")
+            );
+            Ok(())
+        }
+    }
 }
 
 /// The callback secrets: `PAYMENT_CALLBACK_SECRETS` if set, else a development secret kept in
@@ -92,12 +179,15 @@ fn callback_secrets(secret_file: &std::path::Path) -> Result<(String, bool), Box
 }
 
 fn sign_callback(args: &Args, command: &Command) -> Result<(), Box<dyn std::error::Error>> {
-    let Command::SignCallback {
+    let Command::Generic {
         payment_id,
         amount,
         status,
         event_id,
-    } = command;
+    } = command
+    else {
+        return Ok(());
+    };
     let (secrets, _) = callback_secrets(&args.secret_file)?;
     let verifier = domain::SignatureVerifier::from_list(&secrets)?;
     let now = SystemClock.now();
@@ -198,7 +288,7 @@ async fn load_catalog(args: &Args, store: &Store) -> Result<(), Box<dyn std::err
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     if let Some(command) = &args.command {
-        return sign_callback(&args, command);
+        return run_command(&args, command);
     }
     infra::telemetry::init();
     let store = open_store(&args).await?;
@@ -222,6 +312,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "PAYMENT_CALLBACK_SECRETS is not set: callbacks are verified with the development secret in this file; \
              `cargo run -p local-server -- sign-callback` signs with it");
     }
+    let (wechatpay, alipay) = provider_settings(&args)?;
     let queue = queue::LocalQueue::new(std::time::Duration::from_millis(200));
     let processor = services.clone();
     tokio::spawn(queue.clone().consume(move |event| {
@@ -241,6 +332,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             verifier: domain::SignatureVerifier::from_list(&secrets)?,
             queue: Arc::new(queue),
             clock: Arc::new(SystemClock),
+            wechatpay: Some(Arc::new(wechatpay)),
+            alipay: Some(Arc::new(alipay)),
         },
     });
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, args.port));
@@ -255,6 +348,40 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_graceful_shutdown(shutdown())
         .await?;
     Ok(())
+}
+
+/// The providers' settings: from the environment when configured, else the development keys (whose
+/// ids the server announces, so that the helpers' notifications verify).
+fn provider_settings(
+    args: &Args,
+) -> Result<(infra::providers::wechatpay::WechatPay, infra::providers::alipay::Alipay), Box<dyn std::error::Error>> {
+    let configured = (
+        infra::providers::wechatpay::WechatPay::from_env()?,
+        infra::providers::alipay::Alipay::from_env()?,
+    );
+    let dev = match configured {
+        (Some(_), Some(_)) => None,
+        _ => Some(dev_providers::DevProviders::load_or_create(&args.provider_keys)?),
+    };
+    let wechatpay = match (configured.0, &dev) {
+        (Some(configured), _) => configured,
+        (None, Some(dev)) => {
+            tracing::warn!(key_id = %dev.wechatpay.key_id, mchid = %dev.wechatpay.mchid, keys = %args.provider_keys.display(),
+                "WeChat Pay is not configured: verifying with development keys; `sign-wechatpay` signs with them");
+            dev.wechatpay.config()
+        }
+        (None, None) => return Err("WeChat Pay settings missing".into()),
+    };
+    let alipay = match (configured.1, &dev) {
+        (Some(configured), _) => configured,
+        (None, Some(dev)) => {
+            tracing::warn!(app_id = %dev.alipay.app_id, keys = %args.provider_keys.display(),
+                "Alipay is not configured: verifying with a development key; `sign-alipay` signs with it");
+            dev.alipay.config()
+        }
+        (None, None) => return Err("Alipay settings missing".into()),
+    };
+    Ok((wechatpay, alipay))
 }
 
 /// Plays the EventBridge schedule: every `interval` seconds, the sweeper's handler gets a real

@@ -27,6 +27,10 @@ fn start(args: &[&str]) -> Server {
         // Never leave a development secret file behind in the source tree.
         command.env("PAYMENT_CALLBACK_SECRETS", "serve-test-secret");
     }
+    if !args.contains(&"--provider-keys") {
+        let keys = std::env::temp_dir().join(format!("serve-dev-providers-{}.json", std::process::id()));
+        command.env("PROVIDER_KEYS", keys);
+    }
     let mut child = command
         .args(["--port", "0"])
         .args(args)
@@ -355,4 +359,99 @@ async fn the_server_cancels_lists_and_runs_the_sweeper_on_its_ticker() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert!(swept, "no sweep ran within 3 s");
+}
+
+/// The headers and body of a curl command printed by a signing helper.
+fn parse_curl(curl: &str) -> (String, Vec<(String, String)>, String) {
+    let quoted_after = |flag: &str| -> Vec<String> {
+        curl.match_indices(flag)
+            .map(|(at, _)| curl[at + flag.len()..].split('\'').next().unwrap().to_owned())
+            .collect()
+    };
+    let url = curl
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap()
+        .to_owned();
+    let headers = quoted_after("-H '")
+        .into_iter()
+        .map(|h| {
+            let (name, value) = h.split_once(": ").unwrap();
+            (name.to_owned(), value.to_owned())
+        })
+        .collect();
+    let body = quoted_after("-d '").pop().unwrap();
+    (url, headers, body)
+}
+
+/// Runs a signing helper with the given provider keys file; the curl command it printed.
+fn helper(keys: &str, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_local-server"))
+        .args(["--provider-keys", keys])
+        .args(args)
+        .output()
+        .expect("run helper");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn orders_are_paid_by_wechatpay_and_alipay_notifications_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("shop.sqlite3");
+    let keys = dir.path().join("dev-providers.json");
+    let keys = keys.to_str().unwrap();
+    let server = start(&["--db", db.to_str().unwrap(), "--provider-keys", keys]);
+
+    for (method, subcommand, ok_status, ok_body) in [
+        ("wechat", "sign-wechatpay", 200, ""),
+        ("alipay", "sign-alipay", 200, "success"),
+    ] {
+        let order = json!({"product_id": "fridge-bcd-470", "address_id": "addr-alice-home", "quantity": 1, "payment_method": method});
+        let (status, created) = server.post(CREATE, Some("alice"), &order).await;
+        assert_eq!(status, 201, "{created}");
+        let payment = created["payment"]["id"].as_str().unwrap();
+        let amount = created["payment"]["amount"].as_str().unwrap();
+        let curl = helper(keys, &[subcommand, "--payment-id", payment, "--amount", amount]);
+        let (url, headers, body) = parse_curl(&curl);
+        let path = &url[url.find("/api/").unwrap()..];
+        let mut req = reqwest::Client::new()
+            .post(format!("{}{path}", server.base))
+            .body(body.clone());
+        for (name, value) in &headers {
+            req = req.header(name.as_str(), value.as_str());
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), ok_status, "{method}");
+        assert_eq!(resp.text().await.unwrap(), ok_body, "{method}");
+
+        let order_path = format!("/api/orders/{}/", created["order"]["id"].as_str().unwrap());
+        let mut got = Value::Null;
+        for _ in 0..100 {
+            got = server.get(&order_path, Some("alice")).await.1;
+            if got["order"]["status"] == "paid" {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(got["order"]["status"], "paid", "{method}: {got}");
+
+        // The same notification with its body altered is refused the provider's way
+        let mut req = reqwest::Client::new()
+            .post(format!("{}{path}", server.base))
+            .body(body.replacen('1', "2", 1));
+        for (name, value) in &headers {
+            req = req.header(name.as_str(), value.as_str());
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        match method {
+            "wechat" => assert_eq!(
+                (status, text.as_str()),
+                (401, r#"{"code":"FAIL","message":"签名错误"}"#)
+            ),
+            _ => assert_eq!((status, text.as_str()), (200, "failure")),
+        }
+    }
 }

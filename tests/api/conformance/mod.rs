@@ -10,6 +10,7 @@ pub mod orders;
 pub mod oversell;
 pub mod payments;
 pub mod place_port;
+pub mod providers;
 
 /// Instantiates each listed test for both adapters: `sqlite::<name>` and `dynamodb::<name>`.
 macro_rules! conformance {
@@ -67,4 +68,7 @@ conformance!(
     lifecycle::the_shoppers_cancel_and_the_sweep_race_and_stock_returns_once,
     lifecycle::a_thousand_due_orders_are_swept_across_pages_and_runs,
     lifecycle::the_list_pages_newest_first_behind_a_cursor_only_its_owner_can_use,
+    providers::wechatpay_notifications_are_verified_decrypted_and_applied_once,
+    providers::alipay_notifications_are_verified_and_applied_once,
+    providers::a_provider_speaks_only_for_its_own_payments,
 );

@@ -1,0 +1,156 @@
+//! Alipay asynchronous notifications (form-urlencoded): RSA2 (SHA256withRSA) over every parameter but
+//! `sign` and `sign_type`, values decoded, empty values left out, sorted by name, joined `k=v` with `&`.
+
+use aws_lc_rs::signature::ParsedPublicKey;
+use domain::callback::{EventId, EventSource, PaymentEvent, ReportedStatus};
+use domain::{Money, PaymentId, Timestamp};
+
+use super::{env, rsa_public_key, rsa_sha256_verifies, ConfigError, Rejection, Verdict};
+
+/// The app's Alipay settings.
+pub struct Alipay {
+    app_id: String,
+    public_key: ParsedPublicKey,
+}
+
+impl std::fmt::Debug for Alipay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Alipay {{ app_id: {} }}", self.app_id)
+    }
+}
+
+/// The string Alipay signs: the parameters other than `sign` and `sign_type`, with empty values left
+/// out, sorted by name, as `k=v` joined by `&`.
+pub fn signing_string(params: &[(String, String)]) -> String {
+    let mut signed: Vec<&(String, String)> = params
+        .iter()
+        .filter(|(k, v)| k != "sign" && k != "sign_type" && !v.is_empty())
+        .collect();
+    signed.sort_by(|a, b| a.0.cmp(&b.0));
+    signed
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// Alipay's times are Beijing time, `yyyy-MM-dd HH:mm:ss`.
+fn beijing_time(text: &str) -> Option<Timestamp> {
+    let local = chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S").ok()?;
+    let offset = chrono::FixedOffset::east_opt(8 * 3600)?;
+    let at = local.and_local_timezone(offset).single()?;
+    Some(Timestamp::from_datetime(at.with_timezone(&chrono::Utc)))
+}
+
+impl Alipay {
+    /// From the app id and Alipay's public key (PEM, bare base64 as the console shows it, or a path).
+    pub fn new(app_id: &str, public_key: &str) -> Result<Self, ConfigError> {
+        Ok(Alipay {
+            app_id: app_id.to_owned(),
+            public_key: rsa_public_key(public_key)?,
+        })
+    }
+
+    /// From `ALIPAY_APP_ID` and `ALIPAY_PUBLIC_KEY`; `None` when neither is set.
+    pub fn from_env() -> Result<Option<Self>, ConfigError> {
+        match (env("ALIPAY_APP_ID"), env("ALIPAY_PUBLIC_KEY")) {
+            (None, None) => Ok(None),
+            (Some(app_id), Some(key)) => Self::new(&app_id, &key).map(Some),
+            _ => Err(ConfigError(
+                "Alipay needs both ALIPAY_APP_ID and ALIPAY_PUBLIC_KEY".into(),
+            )),
+        }
+    }
+
+    /// Verifies a notification's form body and reads the trade.
+    pub fn verify(&self, body: &[u8]) -> Result<Verdict, Rejection> {
+        let params: Vec<(String, String)> = form_urlencoded::parse(body)
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        let get = |name: &str| {
+            params
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+                .filter(|v| !v.is_empty())
+        };
+        let mut names: Vec<&str> = params.iter().map(|(k, _)| k.as_str()).collect();
+        names.sort_unstable();
+        if names.windows(2).any(|w| w[0] == w[1]) {
+            return Err(Rejection::Signature("a parameter appears twice"));
+        }
+        if let Some(charset) = get("charset") {
+            if !charset.eq_ignore_ascii_case("utf-8") && !charset.eq_ignore_ascii_case("utf8") {
+                return Err(Rejection::Signature("charset other than utf-8"));
+            }
+        }
+        let signature = get("sign").ok_or(Rejection::Signature("no sign"))?;
+        if get("sign_type").is_some_and(|t| t != "RSA2") {
+            return Err(Rejection::Signature("sign_type other than RSA2"));
+        }
+        if !rsa_sha256_verifies(&self.public_key, signing_string(&params).as_bytes(), signature) {
+            return Err(Rejection::Signature("signature does not verify"));
+        }
+
+        let refused = |why: &str| Rejection::Refused(why.to_owned());
+        if get("app_id") != Some(self.app_id.as_str()) {
+            return Err(refused("app_id is not ours"));
+        }
+        let status = match get("trade_status") {
+            Some("TRADE_SUCCESS" | "TRADE_FINISHED") => ReportedStatus::Succeeded,
+            Some("WAIT_BUYER_PAY") => ReportedStatus::Processing,
+            Some("TRADE_CLOSED") => ReportedStatus::Failed,
+            _ => return Err(refused("trade_status missing or unknown")),
+        };
+        let payment_id = get("out_trade_no")
+            .and_then(|id| PaymentId::parse(id).ok())
+            .ok_or_else(|| refused("out_trade_no is not a payment id"))?;
+        let event_id = get("notify_id")
+            .and_then(|id| EventId::parse(id).ok())
+            .ok_or_else(|| refused("notify_id missing or malformed"))?;
+        let amount = get("total_amount")
+            .and_then(|a| Money::parse(a).ok())
+            .ok_or_else(|| refused("total_amount is not an amount in yuan"))?;
+        let occurred_at = get("gmt_payment")
+            .or(get("notify_time"))
+            .and_then(beijing_time)
+            .ok_or_else(|| refused("no readable notify_time"))?;
+        Ok(Verdict::Event(PaymentEvent {
+            event_id,
+            payment_id,
+            provider_txn_id: get("trade_no").unwrap_or_default().to_owned(),
+            status,
+            amount,
+            occurred_at,
+            source: EventSource::Alipay,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_signing_string_drops_sign_and_empty_values_and_sorts() {
+        let params: Vec<(String, String)> = [
+            ("b", "2"),
+            ("sign", "x"),
+            ("a", "1"),
+            ("empty", ""),
+            ("sign_type", "RSA2"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(signing_string(&params), "a=1&b=2");
+    }
+
+    #[test]
+    fn beijing_time_is_utc_plus_eight() {
+        assert_eq!(
+            beijing_time("2026-11-25 15:00:00"),
+            Some(Timestamp::parse("2026-11-25T07:00:00Z").unwrap())
+        );
+    }
+}

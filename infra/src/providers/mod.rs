@@ -1,0 +1,69 @@
+//! The payment providers' own notification formats (SPEC section 8a), each verified the provider's way
+//! and turned into the same normalized [`PaymentEvent`] the generic format becomes.
+
+pub mod alipay;
+#[cfg(feature = "simulate")]
+pub mod simulate;
+pub mod wechatpay;
+
+use aws_lc_rs::signature::{ParsedPublicKey, RSA_PKCS1_2048_8192_SHA256};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use domain::PaymentEvent;
+
+/// What a verified notification asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Enqueue this event.
+    Event(PaymentEvent),
+    /// Verified, nothing to apply (for example WeChat Pay's `NOTPAY`): acknowledge it.
+    Acknowledge(&'static str),
+}
+
+/// Why a notification was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    /// Signature, signing key or timestamp wrong: not from the provider.
+    #[error("signature not verified: {0}")]
+    Signature(&'static str),
+    /// Verified, but it cannot be read or is not for this merchant.
+    #[error("notification refused: {0}")]
+    Refused(String),
+}
+
+/// Why provider configuration could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("provider configuration: {0}")]
+pub struct ConfigError(pub String);
+
+/// An RSA public key from a PEM `PUBLIC KEY` block (SubjectPublicKeyInfo), or the bare base64 of its
+/// DER as the providers' consoles show it, or a file holding either.
+pub fn rsa_public_key(text_or_path: &str) -> Result<ParsedPublicKey, ConfigError> {
+    let text = match std::fs::read_to_string(text_or_path) {
+        Ok(contents) => contents,
+        Err(_) => text_or_path.to_owned(),
+    };
+    let body: String = text
+        .lines()
+        .filter(|line| !line.starts_with("-----"))
+        .flat_map(|line| line.split_whitespace())
+        .collect();
+    let der = STANDARD
+        .decode(body)
+        .map_err(|_| ConfigError("an RSA public key is neither PEM nor base64 DER (nor a readable file)".into()))?;
+    ParsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, der)
+        .map_err(|_| ConfigError("not an RSA public key of 2048 to 8192 bits".into()))
+}
+
+/// Whether `signature` (base64) is a SHA256withRSA (PKCS#1 v1.5) signature of `message` under `key`.
+pub fn rsa_sha256_verifies(key: &ParsedPublicKey, message: &[u8], signature: &str) -> bool {
+    match STANDARD.decode(signature.trim()) {
+        Ok(signature) => key.verify_sig(message, &signature).is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// An environment variable, if set and not blank.
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}

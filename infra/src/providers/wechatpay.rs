@@ -1,0 +1,212 @@
+//! WeChat Pay APIv3 payment notifications: the platform's SHA256-RSA signature over
+//! `<timestamp>\n<nonce>\n<body>\n` with the public key named by `Wechatpay-Serial`, the timestamp
+//! within five minutes, then the `resource` decrypted with AEAD_AES_256_GCM under the merchant's APIv3 key.
+
+use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+use aws_lc_rs::signature::ParsedPublicKey;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use domain::callback::{EventId, EventSource, PaymentEvent, ReportedStatus, MAX_CLOCK_SKEW_SECONDS};
+use domain::{Money, PaymentId, Timestamp};
+use serde::Deserialize;
+
+use super::{env, rsa_public_key, rsa_sha256_verifies, ConfigError, Rejection, Verdict};
+
+/// The merchant's WeChat Pay settings. Keys never appear in `Debug` output.
+pub struct WechatPay {
+    mchid: String,
+    appid: String,
+    apiv3_key: LessSafeKeyBytes,
+    /// Platform public keys by id (`Wechatpay-Serial`); several during a rotation.
+    public_keys: Vec<(String, ParsedPublicKey)>,
+}
+
+/// The 32-byte APIv3 key, kept as bytes so that a key per notification is cheap to make.
+struct LessSafeKeyBytes([u8; 32]);
+
+impl std::fmt::Debug for WechatPay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ids: Vec<&str> = self.public_keys.iter().map(|(id, _)| id.as_str()).collect();
+        write!(
+            f,
+            "WechatPay {{ mchid: {}, appid: {}, public_keys: {ids:?} }}",
+            self.mchid, self.appid
+        )
+    }
+}
+
+#[derive(Deserialize)]
+struct Notification {
+    id: String,
+    create_time: Option<String>,
+    resource: Resource,
+}
+
+#[derive(Deserialize)]
+struct Resource {
+    algorithm: String,
+    ciphertext: String,
+    #[serde(default)]
+    associated_data: String,
+    nonce: String,
+}
+
+#[derive(Deserialize)]
+struct Transaction {
+    mchid: String,
+    appid: String,
+    out_trade_no: String,
+    #[serde(default)]
+    transaction_id: String,
+    trade_state: String,
+    success_time: Option<String>,
+    amount: Amount,
+}
+
+#[derive(Deserialize)]
+struct Amount {
+    total: u64,
+}
+
+impl WechatPay {
+    /// From its parts: the APIv3 key must be exactly 32 bytes; `public_keys` pairs a key id with a
+    /// PEM/base64 key or a path to one.
+    pub fn new(
+        mchid: &str,
+        appid: &str,
+        apiv3_key: &str,
+        public_keys: &[(String, String)],
+    ) -> Result<Self, ConfigError> {
+        let apiv3_key: [u8; 32] = apiv3_key
+            .as_bytes()
+            .try_into()
+            .map_err(|_| ConfigError("WECHATPAY_APIV3_KEY must be 32 bytes".into()))?;
+        if public_keys.is_empty() {
+            return Err(ConfigError("WECHATPAY_PUBLIC_KEYS names no key".into()));
+        }
+        let public_keys = public_keys
+            .iter()
+            .map(|(id, key)| Ok((id.clone(), rsa_public_key(key)?)))
+            .collect::<Result<_, ConfigError>>()?;
+        Ok(WechatPay {
+            mchid: mchid.to_owned(),
+            appid: appid.to_owned(),
+            apiv3_key: LessSafeKeyBytes(apiv3_key),
+            public_keys,
+        })
+    }
+
+    /// From `WECHATPAY_MCHID`, `WECHATPAY_APPID`, `WECHATPAY_APIV3_KEY` and `WECHATPAY_PUBLIC_KEYS`
+    /// (comma-separated `<key id>=<path to PEM, or the key itself>`); `None` when none is set.
+    pub fn from_env() -> Result<Option<Self>, ConfigError> {
+        let names = [
+            "WECHATPAY_MCHID",
+            "WECHATPAY_APPID",
+            "WECHATPAY_APIV3_KEY",
+            "WECHATPAY_PUBLIC_KEYS",
+        ];
+        let values: Vec<Option<String>> = names.iter().map(|n| env(n)).collect();
+        if values.iter().all(Option::is_none) {
+            return Ok(None);
+        }
+        let [Some(mchid), Some(appid), Some(key), Some(keys)] =
+            <[Option<String>; 4]>::try_from(values).map_err(|_| ConfigError("WeChat Pay settings".into()))?
+        else {
+            return Err(ConfigError(format!("WeChat Pay needs all of {}", names.join(", "))));
+        };
+        let keys = keys
+            .split(',')
+            .map(|pair| {
+                pair.split_once('=')
+                    .map(|(id, key)| (id.trim().to_owned(), key.trim().to_owned()))
+                    .ok_or_else(|| ConfigError("WECHATPAY_PUBLIC_KEYS entries are <key id>=<key or path>".into()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Self::new(&mchid, &appid, &key, &keys).map(Some)
+    }
+
+    /// Verifies a notification (headers by lower-case name, the raw body) and reads the transaction.
+    pub fn verify(
+        &self,
+        header: &dyn Fn(&str) -> Option<String>,
+        body: &[u8],
+        now: Timestamp,
+    ) -> Result<Verdict, Rejection> {
+        let required = |name: &'static str| header(name).ok_or(Rejection::Signature("missing Wechatpay header"));
+        let timestamp = required("wechatpay-timestamp")?;
+        let nonce = required("wechatpay-nonce")?;
+        let signature = required("wechatpay-signature")?;
+        let serial = required("wechatpay-serial")?;
+        let key = self
+            .public_keys
+            .iter()
+            .find(|(id, _)| *id == serial)
+            .map(|(_, key)| key)
+            .ok_or(Rejection::Signature("unknown Wechatpay-Serial"))?;
+        let mut message = Vec::with_capacity(timestamp.len() + nonce.len() + body.len() + 3);
+        for part in [timestamp.as_bytes(), b"\n", nonce.as_bytes(), b"\n", body, b"\n"] {
+            message.extend_from_slice(part);
+        }
+        if !rsa_sha256_verifies(key, &message, &signature) {
+            return Err(Rejection::Signature("signature does not verify"));
+        }
+        let signed_at: i64 = timestamp
+            .parse()
+            .ok()
+            .filter(|_| timestamp.bytes().all(|b| b.is_ascii_digit()))
+            .ok_or(Rejection::Signature("timestamp is not a number"))?;
+        if (now.unix_seconds() - signed_at).abs() > MAX_CLOCK_SKEW_SECONDS {
+            return Err(Rejection::Signature("timestamp more than 300 s away"));
+        }
+
+        let refused = |why: &str| Rejection::Refused(why.to_owned());
+        let notification: Notification =
+            serde_json::from_slice(body).map_err(|_| refused("body is not a WeChat Pay notification"))?;
+        let transaction = self.decrypt(&notification.resource)?;
+        if transaction.mchid != self.mchid || transaction.appid != self.appid {
+            return Err(refused("mchid or appid is not ours"));
+        }
+        let status = match transaction.trade_state.as_str() {
+            "SUCCESS" => ReportedStatus::Succeeded,
+            "USERPAYING" => ReportedStatus::Processing,
+            "CLOSED" | "PAYERROR" | "REVOKED" => ReportedStatus::Failed,
+            "NOTPAY" => return Ok(Verdict::Acknowledge("NOTPAY: nothing happened yet")),
+            _ => return Ok(Verdict::Acknowledge("a trade state this service does not act on")),
+        };
+        let payment_id =
+            PaymentId::parse(&transaction.out_trade_no).map_err(|_| refused("out_trade_no is not a payment id"))?;
+        let event_id = EventId::parse(&notification.id).map_err(|_| refused("notification id is malformed"))?;
+        let amount = Money::from_fen(transaction.amount.total).map_err(|_| refused("amount.total is out of range"))?;
+        let occurred_at = transaction
+            .success_time
+            .or(notification.create_time)
+            .and_then(|t| Timestamp::parse(&t).ok())
+            .unwrap_or(now);
+        Ok(Verdict::Event(PaymentEvent {
+            event_id,
+            payment_id,
+            provider_txn_id: transaction.transaction_id,
+            status,
+            amount,
+            occurred_at,
+            source: EventSource::Wechatpay,
+        }))
+    }
+
+    fn decrypt(&self, resource: &Resource) -> Result<Transaction, Rejection> {
+        let refused = |why: &str| Rejection::Refused(why.to_owned());
+        if resource.algorithm != "AEAD_AES_256_GCM" {
+            return Err(refused("resource algorithm is not AEAD_AES_256_GCM"));
+        }
+        let key = UnboundKey::new(&AES_256_GCM, &self.apiv3_key.0).map_err(|_| refused("APIv3 key rejected"))?;
+        let nonce = Nonce::try_assume_unique_for_key(resource.nonce.as_bytes())
+            .map_err(|_| refused("resource nonce is not 12 bytes"))?;
+        let mut sealed = STANDARD
+            .decode(&resource.ciphertext)
+            .map_err(|_| refused("resource ciphertext is not base64"))?;
+        let plain = LessSafeKey::new(key)
+            .open_in_place(nonce, Aad::from(resource.associated_data.as_bytes()), &mut sealed)
+            .map_err(|_| refused("resource does not decrypt under our APIv3 key"))?;
+        serde_json::from_slice(plain).map_err(|_| refused("decrypted resource is not a transaction"))
+    }
+}
