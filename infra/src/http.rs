@@ -90,6 +90,32 @@ pub fn error(err: &ServiceError, request_id: &str) -> Response<Body> {
     resp
 }
 
+/// The request's `Idempotency-Key`, if it carries one: given once, 1..=255 visible ASCII characters.
+pub fn idempotency_key(req: &Request) -> Result<Option<domain::idempotency::IdempotencyKey>, ServiceError> {
+    let mut values = req.headers().get_all("idempotency-key").iter();
+    let Some(first) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(ServiceError::field("Idempotency-Key", "must be given once"));
+    }
+    let text = first
+        .to_str()
+        .map_err(|_| ServiceError::field("Idempotency-Key", "must be 1 to 255 visible ASCII characters"))?;
+    domain::idempotency::IdempotencyKey::parse(text).map(Some)
+}
+
+/// An idempotency key's earlier answer, replayed as it was, marked `Idempotent-Replayed: true`.
+pub fn replayed(stored: &domain::idempotency::StoredResponse) -> Response<Body> {
+    let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
+    let mut resp = response(status, stored.body.clone());
+    resp.headers_mut().insert(
+        "idempotent-replayed",
+        lambda_http::http::HeaderValue::from_static("true"),
+    );
+    resp
+}
+
 /// A response in a provider's own format (not the catalogue's): a status, a content type and a body.
 pub fn plain(status: StatusCode, content_type: &'static str, text: &str) -> Response<Body> {
     let mut resp = Response::new(if text.is_empty() {

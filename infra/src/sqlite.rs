@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use domain::catalog::{Address, Product};
+use domain::idempotency::{IdempotencyKey, IdempotencyRecord, KeyUse};
 use domain::ids::{AddressId, OrderId, PaymentId, ProductId};
 use domain::order::Order;
 use domain::payment::Payment;
@@ -52,6 +53,12 @@ CREATE TABLE IF NOT EXISTS payments (
     expires_at TEXT GENERATED ALWAYS AS (json_extract(doc, '$.expires_at')) VIRTUAL
 );
 CREATE INDEX IF NOT EXISTS payments_by_order ON payments (order_id, id);
+CREATE TABLE IF NOT EXISTS idempotency (
+    user_id TEXT NOT NULL,
+    key     TEXT NOT NULL,
+    doc     TEXT NOT NULL,
+    PRIMARY KEY (user_id, key)
+);
 CREATE INDEX IF NOT EXISTS payments_open_by_expiry ON payments (expires_at) WHERE status IN ('init', 'processing');
 "#;
 
@@ -219,8 +226,24 @@ impl OrderStore for SqliteStore {
                 .optional()
                 .map_err(backend)?;
             let address_ok = owner.as_deref() == Some(placement.user_id.as_str());
-            if let Err(refusal) = placement.refusal(&checks, address_ok) {
+            let key_use = match &placement.idempotency {
+                Some(record) => {
+                    let existing = read_idempotency(&tx, &record.user_id, &record.key)?;
+                    placement.key_use(existing.as_ref(), record.created_at)
+                }
+                None => KeyUse::Fresh,
+            };
+            if let Err(refusal) = placement.refusal(key_use, &checks, address_ok) {
                 return Ok(Err(refusal));
+            }
+            if let Some(record) = &placement.idempotency {
+                // Fresh: no record, or an expired one (SQLite has no TTL), which this one replaces.
+                let doc = serde_json::to_string(record).map_err(backend)?;
+                tx.execute(
+                    "INSERT OR REPLACE INTO idempotency (user_id, key, doc) VALUES (?1, ?2, ?3)",
+                    params![record.user_id.as_str(), record.key.as_str(), doc],
+                )
+                .map_err(backend)?;
             }
             for line in &placement.orders {
                 if line.order.stock_source == StockSource::Local {
@@ -257,6 +280,31 @@ impl OrderStore for SqliteStore {
         let id = id.clone();
         self.with(move |conn| read_order(conn, &id)).await
     }
+
+    async fn idempotency_record(
+        &self,
+        user: &UserId,
+        key: &IdempotencyKey,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        let (user, key) = (user.clone(), key.clone());
+        self.with(move |conn| read_idempotency(conn, &user, &key)).await
+    }
+}
+
+fn read_idempotency(
+    conn: &Connection,
+    user: &UserId,
+    key: &IdempotencyKey,
+) -> Result<Option<IdempotencyRecord>, StoreError> {
+    let doc: Option<String> = conn
+        .query_row(
+            "SELECT doc FROM idempotency WHERE user_id = ?1 AND key = ?2",
+            params![user.as_str(), key.as_str()],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(backend)?;
+    doc.map(|d| serde_json::from_str(&d).map_err(backend)).transpose()
 }
 
 /// The order with its payments, oldest payment first (payment ids are time-ordered).

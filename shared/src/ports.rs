@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use crate::callback::PaymentEvent;
 use crate::catalog::{Address, Product, StockSource};
 use crate::error::{BoxError, Shortage};
+use crate::idempotency::{IdempotencyKey, IdempotencyRecord, IdempotentRequest, KeyUse, StoredResponse};
 use crate::ids::{AddressId, OrderId, PaymentId, ProductId, Quantity, UserId};
 use crate::order::Order;
 use crate::payment::Payment;
@@ -46,6 +47,12 @@ pub enum PlaceError {
     /// Not enough local stock; one entry per short product, with the stock the store saw.
     #[error("insufficient stock")]
     InsufficientStock(Vec<Shortage>),
+    /// The idempotency key already answered this same request: replay that answer.
+    #[error("idempotency key already answered this request")]
+    Replay(StoredResponse),
+    /// The idempotency key was used for a different request.
+    #[error("idempotency key used for a different request")]
+    KeyReused,
     /// The store itself failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -70,6 +77,9 @@ pub struct Placement {
     /// One entry per distinct product. Local-stock products are decremented by the order's quantity if
     /// enough remains; every product must still exist, be active and have the order's unit price.
     pub orders: Vec<NewOrder>,
+    /// The idempotency record to write with them, when the request carried a key; written only if no
+    /// live record holds the key.
+    pub idempotency: Option<IdempotencyRecord>,
 }
 
 /// An order as `get_order` shows it.
@@ -127,6 +137,12 @@ pub trait OrderStore: Send + Sync {
     async fn place(&self, placement: &Placement) -> Result<(), PlaceError>;
     /// The order with its payments.
     async fn order_with_payments(&self, id: &OrderId) -> Result<Option<OrderWithPayments>, StoreError>;
+    /// The record a shopper's idempotency key holds, live or expired (the caller judges).
+    async fn idempotency_record(
+        &self,
+        user: &UserId,
+        key: &IdempotencyKey,
+    ) -> Result<Option<IdempotencyRecord>, StoreError>;
 }
 
 /// One atomic write to an order and its payments, decided by the domain from the state the store holds.
@@ -392,9 +408,30 @@ impl NewOrder {
 }
 
 impl Placement {
-    /// The one refusal a failed placement answers with, in the seed's order of checks: an unavailable
-    /// product, then the address, then a stale read, then every short product. `Ok` when nothing failed.
-    pub fn refusal(&self, checks: &[LineCheck], address_ok: bool) -> Result<(), PlaceError> {
+    /// How the placement's key stands against the record a store holds for it (`Fresh` without a key).
+    pub fn key_use(&self, existing: Option<&IdempotencyRecord>, now: Timestamp) -> KeyUse {
+        match &self.idempotency {
+            None => KeyUse::Fresh,
+            Some(record) => {
+                let request = IdempotentRequest {
+                    key: record.key.clone(),
+                    route: record.route.clone(),
+                    body_hash: record.body_hash.clone(),
+                };
+                IdempotencyRecord::judge(existing, &request, now)
+            }
+        }
+    }
+
+    /// The one refusal a failed placement answers with: a key that already answered (replay, or `422`
+    /// if for another request) before anything else; then, in the seed's order of checks, an
+    /// unavailable product, the address, a stale read, every short product. `Ok` when nothing failed.
+    pub fn refusal(&self, key: KeyUse, checks: &[LineCheck], address_ok: bool) -> Result<(), PlaceError> {
+        match key {
+            KeyUse::Fresh => {}
+            KeyUse::Replay(response) => return Err(PlaceError::Replay(response)),
+            KeyUse::Reused => return Err(PlaceError::KeyReused),
+        }
         let lines = || self.orders.iter().zip(checks);
         if let Some((line, _)) = lines().find(|(_, c)| **c == LineCheck::Unavailable) {
             return Err(PlaceError::ProductUnavailable(line.order.product_id.clone()));

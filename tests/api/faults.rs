@@ -65,6 +65,14 @@ impl OrderStore for ThrottledWrites {
     async fn order_with_payments(&self, id: &OrderId) -> Result<Option<OrderWithPayments>, StoreError> {
         self.0.order_with_payments(id).await
     }
+
+    async fn idempotency_record(
+        &self,
+        user: &domain::UserId,
+        key: &domain::idempotency::IdempotencyKey,
+    ) -> Result<Option<domain::idempotency::IdempotencyRecord>, StoreError> {
+        self.0.idempotency_record(user, key).await
+    }
 }
 
 #[tokio::test]

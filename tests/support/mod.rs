@@ -415,6 +415,35 @@ pub async fn create_order(env: &TestEnv, user: Option<&str>, body: &Value) -> (u
     read(create_order::handle(&env.svc, req).await)
 }
 
+/// A create through the real handler with an `Idempotency-Key`: status, body, and whether the answer
+/// was marked `Idempotent-Replayed: true`.
+pub async fn create_with_key(env: &TestEnv, route: &str, user: &str, key: &str, body: &Value) -> (u16, Value, bool) {
+    let text = body.to_string();
+    let req = GatewayRequest {
+        method: "POST",
+        path: route,
+        route_key: route,
+        headers: vec![
+            ("content-type".into(), "application/json".into()),
+            ("idempotency-key".into(), key.into()),
+        ],
+        body: text.as_bytes(),
+        user: Some(user),
+        request_id: "test-request",
+        ..Default::default()
+    }
+    .into_request()
+    .expect("gateway event");
+    let resp = if route.ends_with("create_batch_orders/") {
+        create_batch_orders::handle(&env.svc, req).await
+    } else {
+        create_order::handle(&env.svc, req).await
+    };
+    let replayed = resp.headers().get("idempotent-replayed").is_some_and(|v| v == "true");
+    let (status, body) = read(resp);
+    (status, body, replayed)
+}
+
 /// `POST /api/orders/create_batch_orders/` through the real handler.
 pub async fn create_batch(env: &TestEnv, user: Option<&str>, body: &Value) -> (u16, Value) {
     let req = request(

@@ -1,25 +1,43 @@
-//! create_order: `POST /api/orders/create_order/`, one product, one order, one payment.
+//! create_order: `POST /api/orders/create_order/`, one product, one order, one payment; at most once per
+//! `Idempotency-Key`.
 
+use domain::idempotency::IdempotentRequest;
 use domain::usecases::request::parse_create_order;
-use domain::usecases::{create_orders, Services};
+use domain::usecases::{create_orders, Created, Idempotency, Placed, Services};
 use domain::ServiceError;
 use infra::http;
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
+use serde_json::Value;
+
+/// The route, as idempotency records name it.
+pub const ROUTE: &str = "POST /api/orders/create_order/";
+
+/// The `201` body: the order and its payment.
+fn render(created: &Created) -> Result<Value, ServiceError> {
+    match (created.orders.first(), created.payments.first()) {
+        (Some(order), Some(payment)) => Ok(serde_json::json!({ "order": order, "payment": payment })),
+        _ => Err(ServiceError::internal("create_orders returned no order")),
+    }
+}
 
 /// Handles one API Gateway request; every outcome, errors included, is a response.
 pub async fn handle(svc: &Services, req: Request) -> Response<Body> {
     http::respond(req, |req| async move {
         let user = http::caller(&req)?;
-        let cmd = parse_create_order(http::body(&req)?)?;
-        let created = create_orders(svc, &user, &cmd).await?;
-        let (Some(order), Some(payment)) = (created.orders.first(), created.payments.first()) else {
-            return Err(ServiceError::internal("create_orders returned no order"));
-        };
-        http::json(
-            StatusCode::CREATED,
-            &serde_json::json!({ "order": order, "payment": payment }),
-        )
+        let key = http::idempotency_key(&req)?;
+        let body = http::body(&req)?;
+        let cmd = parse_create_order(body)?;
+        let request =
+            key.map(|key| IdempotentRequest::new(key, ROUTE, &serde_json::from_slice(body).unwrap_or_default()));
+        let idempotency = request.as_ref().map(|request| Idempotency {
+            request,
+            render: &render,
+        });
+        match create_orders(svc, &user, &cmd, idempotency).await? {
+            Placed::Created(created) => http::json(StatusCode::CREATED, &render(&created)?),
+            Placed::Replayed(stored) => Ok(http::replayed(&stored)),
+        }
     })
     .await
 }

@@ -39,6 +39,8 @@ pub const BY_OWNER: &str = "by_owner";
 pub const OWNER: &str = "owner";
 /// Its sort attribute: the order's creation time.
 pub const CREATED_AT: &str = "created_at";
+/// The attribute DynamoDB's TTL deletes items by (epoch seconds).
+pub const TTL: &str = "ttl";
 /// The copy of an order's open payment kept on the order item, for the list.
 pub const OPEN_PAYMENT: &str = "open_payment";
 /// Shards of the expiry index, so the sweeper's queries spread over several partitions.
@@ -62,6 +64,11 @@ pub fn product(id: &ProductId) -> Key {
 /// An address's key.
 pub fn address(id: &AddressId) -> Key {
     key(format!("ADDRESS#{id}"), "#ADDRESS")
+}
+
+/// A shopper's idempotency key's record (user ids hold no `#`, so the key may hold anything).
+pub fn idempotency(user: &UserId, key: &domain::idempotency::IdempotencyKey) -> Key {
+    self::key(format!("IDEMPOTENCY#{user}#{}", key.as_str()), "#IDEMPOTENCY")
 }
 
 /// The partition holding an order and its payments.

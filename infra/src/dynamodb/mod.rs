@@ -17,6 +17,7 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client;
 use domain::catalog::{Address, Product};
 use domain::error::BoxError;
+use domain::idempotency::{IdempotencyKey, IdempotencyRecord, KeyUse};
 use domain::ids::{AddressId, OrderId, PaymentId, ProductId};
 use domain::order::Order;
 use domain::payment::Payment;
@@ -123,6 +124,7 @@ enum Action {
     Address,
     Product(usize),
     Record,
+    Idempotency,
 }
 
 impl DynamoStore {
@@ -223,6 +225,25 @@ impl DynamoStore {
             .map_err(backend)?;
         items.push(TransactWriteItem::builder().condition_check(address).build());
         actions.push(Action::Address);
+        if let Some(record) = &placement.idempotency {
+            // Written only where no live record holds the key; a live one comes back to be judged.
+            let key = keys::idempotency(&record.user_id, &record.key);
+            let mut item = item(record, key, [])?;
+            item.insert(
+                keys::TTL.to_owned(),
+                AttributeValue::N(record.expires_at.unix_seconds().to_string()),
+            );
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(pk) OR expires_at <= :now")
+                .expression_attribute_values(":now", AttributeValue::S(record.created_at.to_rfc3339()))
+                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+                .build()
+                .map_err(backend)?;
+            items.push(TransactWriteItem::builder().put(put).build());
+            actions.push(Action::Idempotency);
+        }
         for (i, line) in placement.orders.iter().enumerate() {
             items.push(self.product_action(line)?);
             actions.push(Action::Product(i));
@@ -244,6 +265,7 @@ impl DynamoStore {
         let mut checks = vec![LineCheck::Ok; placement.orders.len()];
         let mut address_ok = true;
         let mut refused = false;
+        let mut key_use = KeyUse::Fresh;
         for (action, reason) in actions.iter().zip(reasons) {
             match reason.code() {
                 None | Some("None") => continue,
@@ -266,12 +288,28 @@ impl DynamoStore {
                     }
                 }
                 Action::Record => return Err(backend("an order or payment id already exists")),
+                Action::Idempotency => {
+                    let existing: Option<IdempotencyRecord> = reason
+                        .item()
+                        .map(|item| from_item(item.clone()))
+                        .transpose()
+                        .map_err(backend)?;
+                    let now = placement
+                        .idempotency
+                        .as_ref()
+                        .map(|r| r.created_at)
+                        .unwrap_or_else(Timestamp::now);
+                    key_use = placement.key_use(existing.as_ref(), now);
+                    if key_use == KeyUse::Fresh {
+                        return Err(backend("idempotency condition failed without a live record returned"));
+                    }
+                }
             }
         }
         if !refused {
             return Ok(None);
         }
-        Ok(placement.refusal(&checks, address_ok).err())
+        Ok(placement.refusal(key_use, &checks, address_ok).err())
     }
 }
 
@@ -576,6 +614,14 @@ impl OrderStore for DynamoStore {
             }
             backoff(attempt).await;
         }
+    }
+
+    async fn idempotency_record(
+        &self,
+        user: &UserId,
+        key: &IdempotencyKey,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        self.get(keys::idempotency(user, key)).await
     }
 
     async fn order_with_payments(&self, id: &OrderId) -> Result<Option<OrderWithPayments>, StoreError> {

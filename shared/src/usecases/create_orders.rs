@@ -2,9 +2,11 @@
 //! stock taken, all in one atomic write.
 
 use serde::Serialize;
+use serde_json::Value;
 
 use crate::catalog::{AddressSnapshot, Product, StockSource};
 use crate::error::{ServiceError, Shortage};
+use crate::idempotency::{IdempotencyRecord, IdempotentRequest, KeyUse, StoredResponse};
 use crate::ids::UserId;
 use crate::order::{Order, OrderDraft};
 use crate::payment::Payment;
@@ -24,11 +26,63 @@ pub struct Created {
 /// How many times a write refused because a product's price moved under us is tried again.
 const STALE_READ_RETRIES: usize = 1;
 
-/// Creates the orders and payments for `cmd` on behalf of `user`.
+/// What a create answers: the orders it created, or the answer its idempotency key already gave.
+#[derive(Debug, Clone)]
+pub enum Placed {
+    /// Created now (status 201).
+    Created(Created),
+    /// The key's earlier answer, to replay as it was.
+    Replayed(StoredResponse),
+}
+
+/// A create request's idempotency key, and how its answer is rendered (the rendering is stored with
+/// the orders, in the same write, and replayed byte for byte).
+pub struct Idempotency<'a> {
+    /// The key, route and body hash.
+    pub request: &'a IdempotentRequest,
+    /// The `201` body for what was created.
+    pub render: &'a (dyn Fn(&Created) -> Result<Value, ServiceError> + Send + Sync),
+}
+
+/// Creates the orders and payments for `cmd` on behalf of `user`, at most once per idempotency key.
 ///
 /// Checks run in the seed's order (products, then address, then stock). Nothing is written unless
-/// everything passes; the store's conditions re-check products, address and stock inside the write.
-pub async fn create_orders(svc: &Services, user: &UserId, cmd: &CreateOrders) -> Result<Created, ServiceError> {
+/// everything passes; the store's conditions re-check products, address and stock inside the write,
+/// and the key's record is written in that same write, so concurrent retries cannot both create.
+pub async fn create_orders(
+    svc: &Services,
+    user: &UserId,
+    cmd: &CreateOrders,
+    idempotency: Option<Idempotency<'_>>,
+) -> Result<Placed, ServiceError> {
+    let refused = match place(svc, user, cmd, idempotency.as_ref()).await {
+        Err(
+            err @ (ServiceError::ProductNotFound(_)
+            | ServiceError::AddressInvalid
+            | ServiceError::InsufficientStock(_)
+            | ServiceError::SupplierUnavailable(_)),
+        ) => err,
+        other => return other,
+    };
+    // A refusal before the write may only mean the world moved on since the key's first, successful
+    // answer (the last unit sold, the product withdrawn): that answer is still the one to give.
+    let Some(idempotency) = idempotency else {
+        return Err(refused);
+    };
+    let existing = svc.orders.idempotency_record(user, &idempotency.request.key).await?;
+    match IdempotencyRecord::judge(existing.as_ref(), idempotency.request, svc.clock.now()) {
+        KeyUse::Fresh => Err(refused),
+        KeyUse::Replay(response) => Ok(Placed::Replayed(response)),
+        KeyUse::Reused => Err(ServiceError::IdempotencyKeyReused),
+    }
+}
+
+async fn place(
+    svc: &Services,
+    user: &UserId,
+    cmd: &CreateOrders,
+    idempotency: Option<&Idempotency<'_>>,
+) -> Result<Placed, ServiceError> {
     let mut attempt = 0;
     loop {
         let products = load_products(svc, cmd).await?;
@@ -57,17 +111,27 @@ pub async fn create_orders(svc: &Services, user: &UserId, cmd: &CreateOrders) ->
                 NewOrder { order, payment }
             })
             .collect();
+        let (orders, payments) = new_orders.iter().map(|n| (n.order.clone(), n.payment.clone())).unzip();
+        let created = Created { orders, payments };
+        let record = match idempotency {
+            Some(idempotency) => {
+                let body = (idempotency.render)(&created)?.to_string();
+                let response = StoredResponse { status: 201, body };
+                Some(IdempotencyRecord::new(user, idempotency.request, response, now))
+            }
+            None => None,
+        };
         let placement = Placement {
             user_id: user.clone(),
             address_id: cmd.address_id.clone(),
             orders: new_orders,
+            idempotency: record,
         };
 
         match svc.orders.place(&placement).await {
-            Ok(()) => {
-                let (orders, payments) = placement.orders.into_iter().map(|n| (n.order, n.payment)).unzip();
-                return Ok(Created { orders, payments });
-            }
+            Ok(()) => return Ok(Placed::Created(created)),
+            Err(PlaceError::Replay(response)) => return Ok(Placed::Replayed(response)),
+            Err(PlaceError::KeyReused) => return Err(ServiceError::IdempotencyKeyReused),
             Err(PlaceError::ProductChanged(id)) if attempt < STALE_READ_RETRIES => {
                 tracing::info!(product_id = %id, "product changed between read and write; retrying");
                 attempt += 1;

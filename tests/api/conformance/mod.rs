@@ -5,6 +5,7 @@
 pub mod bad_requests;
 pub mod batch;
 pub mod callbacks;
+pub mod idempotency;
 pub mod lifecycle;
 pub mod orders;
 pub mod oversell;
@@ -71,4 +72,7 @@ conformance!(
     providers::wechatpay_notifications_are_verified_decrypted_and_applied_once,
     providers::alipay_notifications_are_verified_and_applied_once,
     providers::a_provider_speaks_only_for_its_own_payments,
+    idempotency::fifty_concurrent_retries_of_one_key_create_one_order,
+    idempotency::a_key_answers_only_its_own_request_for_a_day,
+    idempotency::a_refused_request_stores_nothing_and_its_retry_may_succeed,
 );

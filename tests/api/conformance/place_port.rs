@@ -35,6 +35,7 @@ fn placement(address: &str, orders: Vec<NewOrder>) -> Placement {
         user_id: UserId::parse("alice").unwrap(),
         address_id: AddressId::parse(address).unwrap(),
         orders,
+        idempotency: None,
     }
 }
 
