@@ -45,14 +45,16 @@ pub async fn services(config: &Config) -> Services {
         crate::dynamodb::client(config.dynamodb_endpoint.as_deref()).await,
         config.table.clone(),
     ));
+    let clock: Arc<dyn domain::ports::Clock> = Arc::new(domain::ports::SystemClock);
     Services {
-        catalog: store.clone(),
+        // Warm invocations answer product and address reads from memory (SPEC section 11).
+        catalog: Arc::new(crate::cache::CachedCatalog::new(store.clone(), clock.clone())),
         orders: store.clone(),
         updates: store.clone(),
         expiry: store.clone(),
         list: store,
         supplier: Arc::new(crate::supplier::NoSupplier),
-        clock: Arc::new(domain::ports::SystemClock),
+        clock,
         metrics: Arc::new(crate::metrics::EmfMetrics),
     }
 }

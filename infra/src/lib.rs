@@ -3,6 +3,7 @@
 
 #[cfg(feature = "dynamodb")]
 mod aws;
+pub mod cache;
 pub mod catalog_file;
 #[cfg(feature = "dynamodb")]
 pub mod dynamodb;

@@ -119,6 +119,24 @@ pub trait Catalog: Send + Sync {
     async fn product(&self, id: &ProductId) -> Result<Option<Product>, StoreError>;
     /// The address, if it exists (whoever owns it).
     async fn address(&self, id: &AddressId) -> Result<Option<Address>, StoreError>;
+
+    /// Several products and an address at once (one request where the store can), products in the
+    /// order asked.
+    async fn read(
+        &self,
+        products: &[ProductId],
+        address: &AddressId,
+    ) -> Result<(Vec<Option<Product>>, Option<Address>), StoreError> {
+        let mut found = Vec::with_capacity(products.len());
+        for id in products {
+            found.push(self.product(id).await?);
+        }
+        Ok((found, self.address(address).await?))
+    }
+
+    /// Forgets what a cache holds for these products and this address, so the next read is fresh. A
+    /// store without a cache has nothing to forget.
+    fn forget(&self, _products: &[ProductId], _address: Option<&AddressId>) {}
 }
 
 /// Writes the catalogue (the catalogue loader, tests and operators use it; the API never does).

@@ -5,4 +5,5 @@ mod callback_receiver;
 mod conformance;
 mod faults;
 mod gateway_events;
+mod round_trips;
 mod schema;

@@ -139,17 +139,44 @@ impl TestEnv {
     }
 }
 
+/// A fresh DynamoDB table whose client counts its requests, with the catalogue behind the warm-function
+/// cache as the Lambda functions have it.
+pub async fn dynamodb_counted() -> Option<(TestEnv, infra::dynamodb::RequestCounter)> {
+    let endpoint = emulator()?;
+    let counter = infra::dynamodb::RequestCounter::default();
+    let client = Client::from_conf(
+        dynamo_config(&endpoint)
+            .to_builder()
+            .interceptor(counter.clone())
+            .build(),
+    );
+    let table = format!("orders-{}", uuid::Uuid::now_v7().simple());
+    TableSchema::bundled()
+        .expect("template schema")
+        .create_table(&client, &table)
+        .await
+        .expect("create table");
+    let store = Arc::new(DynamoStore::new(client.clone(), table.clone()));
+    Some((
+        TestEnv::over(store, Raw::Dynamo { client, table }).with_cache(),
+        counter,
+    ))
+}
+
 /// A client for the emulator with dummy credentials.
 pub fn dynamo_client(endpoint: &str) -> Client {
-    let config = aws_sdk_dynamodb::Config::builder()
+    Client::from_conf(dynamo_config(endpoint))
+}
+
+fn dynamo_config(endpoint: &str) -> aws_sdk_dynamodb::Config {
+    aws_sdk_dynamodb::Config::builder()
         .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
         .endpoint_url(endpoint)
         .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
             "test", "test", None, None, "test",
         ))
-        .build();
-    Client::from_conf(config)
+        .build()
 }
 
 fn workspace_root() -> PathBuf {
@@ -218,6 +245,13 @@ impl TestEnv {
             Raw::Sqlite { store, .. } => Some(Arc::clone(store)),
             Raw::Dynamo { .. } => None,
         }
+    }
+
+    /// Puts the warm-function catalogue cache in front of the store, timed by the test clock.
+    pub fn with_cache(mut self) -> Self {
+        let clock: Arc<dyn Clock> = self.clock.clone();
+        self.svc.catalog = Arc::new(infra::cache::CachedCatalog::new(self.svc.catalog.clone(), clock));
+        self
     }
 
     /// Uses another supplier port.

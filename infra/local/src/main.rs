@@ -297,7 +297,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Ok(());
     }
     let services = Arc::new(Services {
-        catalog: store.catalog,
+        // As in a warm Lambda: product descriptions and addresses from memory, re-read when stale.
+        catalog: Arc::new(infra::cache::CachedCatalog::new(store.catalog, Arc::new(SystemClock))),
         orders: store.orders,
         updates: store.updates,
         expiry: store.expiry,

@@ -1,8 +1,11 @@
 //! The DynamoDB store: one table, one `TransactWriteItems` per placement, refusals read from the
 //! transaction's cancellation reasons.
 
+mod counter;
 pub mod keys;
 pub mod schema;
+
+pub use counter::RequestCounter;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -11,8 +14,8 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, CancellationReason, ConditionCheck, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
-    Update,
+    AttributeValue, CancellationReason, ConditionCheck, KeysAndAttributes, Put, ReturnValuesOnConditionCheckFailure,
+    TransactWriteItem, Update,
 };
 use aws_sdk_dynamodb::Client;
 use domain::catalog::{Address, Product};
@@ -556,6 +559,67 @@ impl Catalog for DynamoStore {
 
     async fn address(&self, id: &AddressId) -> Result<Option<Address>, StoreError> {
         self.get(keys::address(id)).await
+    }
+
+    /// One `BatchGetItem` for every product and the address (a batch holds at most 32 products, well
+    /// under the 100 keys a request may name); only keys DynamoDB reports unprocessed are asked again.
+    async fn read(
+        &self,
+        products: &[ProductId],
+        address: &AddressId,
+    ) -> Result<(Vec<Option<Product>>, Option<Address>), StoreError> {
+        let mut wanted: Vec<keys::Key> = products.iter().map(keys::product).collect();
+        wanted.push(keys::address(address));
+        wanted.dedup();
+        let mut found: Vec<HashMap<String, AttributeValue>> = Vec::new();
+        let mut attempt = 0;
+        while !wanted.is_empty() {
+            attempt += 1;
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(std::mem::take(&mut wanted)))
+                .consistent_read(true)
+                .build()
+                .map_err(backend)?;
+            let out = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, request)
+                .send()
+                .await
+                .map_err(classify)?;
+            found.extend(
+                out.responses
+                    .and_then(|mut r| r.remove(&self.table))
+                    .unwrap_or_default(),
+            );
+            if let Some(left) = out.unprocessed_keys.and_then(|mut u| u.remove(&self.table)) {
+                if attempt >= CONFLICT_ATTEMPTS {
+                    return Err(StoreError::Busy("batch read left keys unprocessed".into()));
+                }
+                wanted = left.keys().to_vec();
+                backoff(attempt).await;
+            }
+        }
+        let pk_of = |item: &HashMap<String, AttributeValue>| match item.get(keys::PK) {
+            Some(AttributeValue::S(pk)) => pk.clone(),
+            _ => String::new(),
+        };
+        let take = |key: &keys::Key| {
+            let pk = match key.get(keys::PK) {
+                Some(AttributeValue::S(pk)) => pk.clone(),
+                _ => String::new(),
+            };
+            found.iter().find(|item| pk_of(item) == pk).cloned()
+        };
+        let products = products
+            .iter()
+            .map(|id| take(&keys::product(id)).map(from_item).transpose().map_err(backend))
+            .collect::<Result<Vec<Option<Product>>, _>>()?;
+        let address = take(&keys::address(address))
+            .map(from_item)
+            .transpose()
+            .map_err(backend)?;
+        Ok((products, address))
     }
 }
 

@@ -7,7 +7,7 @@ use serde_json::Value;
 use crate::catalog::{AddressSnapshot, Product, StockSource};
 use crate::error::{ServiceError, Shortage};
 use crate::idempotency::{IdempotencyRecord, IdempotentRequest, KeyUse, StoredResponse};
-use crate::ids::UserId;
+use crate::ids::{ProductId, UserId};
 use crate::order::{Order, OrderDraft};
 use crate::payment::Payment;
 use crate::ports::{NewOrder, PlaceError, Placement};
@@ -83,10 +83,20 @@ async fn place(
     cmd: &CreateOrders,
     idempotency: Option<&Idempotency<'_>>,
 ) -> Result<Placed, ServiceError> {
+    let ids: Vec<ProductId> = cmd.lines.iter().map(|l| l.product_id.clone()).collect();
     let mut attempt = 0;
     loop {
-        let products = load_products(svc, cmd).await?;
-        let address = match svc.catalog.address(&cmd.address_id).await? {
+        let (found, address) = svc.catalog.read(&ids, &cmd.address_id).await?;
+        let products = found
+            .into_iter()
+            .zip(&ids)
+            .map(|(product, id)| {
+                product
+                    .filter(|p| p.active)
+                    .ok_or_else(|| ServiceError::ProductNotFound(id.clone()))
+            })
+            .collect::<Result<Vec<Product>, _>>()?;
+        let address = match address {
             Some(a) if &a.user_id == user => a,
             _ => return Err(ServiceError::AddressInvalid),
         };
@@ -132,8 +142,13 @@ async fn place(
             Ok(()) => return Ok(Placed::Created(created)),
             Err(PlaceError::Replay(response)) => return Ok(Placed::Replayed(response)),
             Err(PlaceError::KeyReused) => return Err(ServiceError::IdempotencyKeyReused),
-            Err(PlaceError::ProductChanged(id)) if attempt < STALE_READ_RETRIES => {
-                tracing::info!(product_id = %id, "product changed between read and write; retrying");
+            // What was read (perhaps from a warm cache) no longer holds: forget it, read afresh, try once more.
+            Err(
+                stale
+                @ (PlaceError::ProductChanged(_) | PlaceError::ProductUnavailable(_) | PlaceError::AddressInvalid),
+            ) if attempt < STALE_READ_RETRIES => {
+                tracing::info!(refusal = %stale, "catalogue changed between read and write; reading again");
+                svc.catalog.forget(&ids, Some(&cmd.address_id));
                 attempt += 1;
             }
             Err(PlaceError::ProductChanged(id)) => {
@@ -147,20 +162,9 @@ async fn place(
     }
 }
 
-/// Reads every product of the request; the first unknown or inactive one is the error.
-async fn load_products(svc: &Services, cmd: &CreateOrders) -> Result<Vec<Product>, ServiceError> {
-    let mut products = Vec::with_capacity(cmd.lines.len());
-    for line in &cmd.lines {
-        match svc.catalog.product(&line.product_id).await? {
-            Some(p) if p.active => products.push(p),
-            _ => return Err(ServiceError::ProductNotFound(line.product_id.clone())),
-        }
-    }
-    Ok(products)
-}
-
-/// Asks the supplier about every supplier-held product. If any is short, the 409 also lists the
-/// local products that the last read shows short, so one answer names every short product.
+/// Asks the supplier about every supplier-held product. If any is short, the 409 also lists the local
+/// products that are short now (read afresh: a cached description carries no stock), so one answer
+/// names every short product.
 async fn check_supplier_stock(svc: &Services, cmd: &CreateOrders, products: &[Product]) -> Result<(), ServiceError> {
     let mut shortages = Vec::new();
     for (line, product) in cmd.lines.iter().zip(products) {
@@ -183,11 +187,15 @@ async fn check_supplier_stock(svc: &Services, cmd: &CreateOrders, products: &[Pr
         return Ok(());
     }
     for (line, product) in cmd.lines.iter().zip(products) {
-        if product.stock_source == StockSource::Local && product.stock < line.quantity.get() {
+        if product.stock_source != StockSource::Local {
+            continue;
+        }
+        let stock = svc.catalog.product(&product.id).await?.map_or(0, |p| p.stock);
+        if stock < line.quantity.get() {
             shortages.push(Shortage {
                 product_id: product.id.clone(),
                 requested: line.quantity.get(),
-                available: product.stock,
+                available: stock,
             });
         }
     }
