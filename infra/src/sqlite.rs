@@ -368,6 +368,18 @@ fn write_change(tx: &rusqlite::Transaction<'_>, change: &Change) -> Result<(), S
         )
         .map_err(backend)?;
     }
+    if let Some(record) = &change.idempotency {
+        let existing = read_idempotency(tx, &record.user_id, &record.key)?;
+        if existing.is_some_and(|e| record.created_at < e.expires_at) {
+            return Err(StoreError::KeyTaken);
+        }
+        let doc = serde_json::to_string(record).map_err(backend)?;
+        tx.execute(
+            "INSERT OR REPLACE INTO idempotency (user_id, key, doc) VALUES (?1, ?2, ?3)",
+            params![record.user_id.as_str(), record.key.as_str(), doc],
+        )
+        .map_err(backend)?;
+    }
     if let Some((product, quantity)) = &change.restock {
         tx.execute(
             "UPDATE products SET stock = stock + ?2 WHERE id = ?1",

@@ -313,6 +313,9 @@ impl From<crate::ports::StoreError> for ServiceError {
         match err {
             crate::ports::StoreError::Busy(source) => ServiceError::ServiceBusy(source),
             crate::ports::StoreError::Backend(source) => ServiceError::Internal(source),
+            crate::ports::StoreError::KeyTaken => {
+                ServiceError::ServiceBusy("idempotency key taken concurrently".into())
+            }
         }
     }
 }

@@ -22,6 +22,10 @@ pub enum StoreError {
     /// Anything else the store reported.
     #[error("store failure")]
     Backend(#[source] BoxError),
+    /// A change's idempotency key was taken by another write (a concurrent retry) after it was
+    /// checked: nothing was written; the caller reads the key's record and answers with it.
+    #[error("idempotency key taken by a concurrent write")]
+    KeyTaken,
 }
 
 impl StoreError {
@@ -180,6 +184,8 @@ pub struct Change {
     pub created: Option<Payment>,
     /// Stock to give back to a locally stocked product.
     pub restock: Option<(ProductId, Quantity)>,
+    /// An idempotency record to write with the change, only if no live record holds its key.
+    pub idempotency: Option<IdempotencyRecord>,
 }
 
 impl Change {
@@ -195,6 +201,7 @@ impl Change {
             payments: Vec::new(),
             created: None,
             restock: None,
+            idempotency: None,
         }
     }
 

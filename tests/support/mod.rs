@@ -453,10 +453,16 @@ pub async fn create_order(env: &TestEnv, user: Option<&str>, body: &Value) -> (u
 /// was marked `Idempotent-Replayed: true`.
 pub async fn create_with_key(env: &TestEnv, route: &str, user: &str, key: &str, body: &Value) -> (u16, Value, bool) {
     let text = body.to_string();
+    let order_id = route
+        .strip_prefix("/api/orders/")
+        .and_then(|rest| rest.strip_suffix("/payments/"))
+        .map(|id| vec![("order_id", id.to_owned())])
+        .unwrap_or_default();
     let req = GatewayRequest {
         method: "POST",
         path: route,
         route_key: route,
+        path_parameters: order_id,
         headers: vec![
             ("content-type".into(), "application/json".into()),
             ("idempotency-key".into(), key.into()),
@@ -470,6 +476,8 @@ pub async fn create_with_key(env: &TestEnv, route: &str, user: &str, key: &str, 
     .expect("gateway event");
     let resp = if route.ends_with("create_batch_orders/") {
         create_batch_orders::handle(&env.svc, req).await
+    } else if route.ends_with("/payments/") {
+        create_payment::handle(&env.svc, req).await
     } else {
         create_order::handle(&env.svc, req).await
     };

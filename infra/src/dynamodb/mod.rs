@@ -205,6 +205,25 @@ impl DynamoStore {
         })
     }
 
+    /// An idempotency record, written only where no live record holds its key (DynamoDB's TTL deletes
+    /// late, so an expired one may still be there and is replaced); a live one comes back to be judged.
+    fn idempotency_put(&self, record: &IdempotencyRecord) -> Result<TransactWriteItem, StoreError> {
+        let mut item = item(record, keys::idempotency(&record.user_id, &record.key), [])?;
+        item.insert(
+            keys::TTL.to_owned(),
+            AttributeValue::N(record.expires_at.unix_seconds().to_string()),
+        );
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk) OR expires_at <= :now")
+            .expression_attribute_values(":now", AttributeValue::S(record.created_at.to_rfc3339()))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(backend)?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
     fn put_new(&self, item: HashMap<String, AttributeValue>) -> Result<TransactWriteItem, StoreError> {
         let put = Put::builder()
             .table_name(&self.table)
@@ -229,22 +248,7 @@ impl DynamoStore {
         items.push(TransactWriteItem::builder().condition_check(address).build());
         actions.push(Action::Address);
         if let Some(record) = &placement.idempotency {
-            // Written only where no live record holds the key; a live one comes back to be judged.
-            let key = keys::idempotency(&record.user_id, &record.key);
-            let mut item = item(record, key, [])?;
-            item.insert(
-                keys::TTL.to_owned(),
-                AttributeValue::N(record.expires_at.unix_seconds().to_string()),
-            );
-            let put = Put::builder()
-                .table_name(&self.table)
-                .set_item(Some(item))
-                .condition_expression("attribute_not_exists(pk) OR expires_at <= :now")
-                .expression_attribute_values(":now", AttributeValue::S(record.created_at.to_rfc3339()))
-                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-                .build()
-                .map_err(backend)?;
-            items.push(TransactWriteItem::builder().put(put).build());
+            items.push(self.idempotency_put(record)?);
             actions.push(Action::Idempotency);
         }
         for (i, line) in placement.orders.iter().enumerate() {
@@ -354,6 +358,9 @@ impl DynamoStore {
         if let Some(payment) = &change.created {
             items.push(self.put_new(payment_item(payment)?)?);
         }
+        if let Some(record) = &change.idempotency {
+            items.push(self.idempotency_put(record)?);
+        }
         if let Some((product, quantity)) = &change.restock {
             let update = Update::builder()
                 .table_name(&self.table)
@@ -381,12 +388,22 @@ impl DynamoStore {
         };
         if let SdkError::ServiceError(e) = &err {
             if let TransactWriteItemsError::TransactionCanceledException(c) = e.err() {
-                // The first action is the order's version check; any other failed condition means the
-                // change does not fit the table (a payment vanished, an id collided): not worth retrying.
-                for (i, reason) in c.cancellation_reasons().iter().enumerate() {
+                // The first action is the order's version check; the idempotency record, if any, comes
+                // right after the payments. Any other failed condition means the change does not fit the
+                // table (a payment vanished, an id collided): not worth retrying.
+                let record_at = change
+                    .idempotency
+                    .as_ref()
+                    .map(|_| 1 + change.payments.len() + usize::from(change.created.is_some()));
+                let reasons = c.cancellation_reasons();
+                let failed = |i: usize| reasons.get(i).and_then(|r| r.code()) == Some("ConditionalCheckFailed");
+                if record_at.is_some_and(failed) && !failed(0) {
+                    return Err(StoreError::KeyTaken);
+                }
+                for (i, reason) in reasons.iter().enumerate() {
                     match reason.code() {
                         None | Some("None") => {}
-                        Some("ConditionalCheckFailed") if i == 0 => {}
+                        Some("ConditionalCheckFailed") if i == 0 || Some(i) == record_at => {}
                         Some(code) if is_transient(Some(code)) => {}
                         Some(code) => return Err(backend(format!("change refused at action {i}: {code}"))),
                     }

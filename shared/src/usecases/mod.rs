@@ -16,7 +16,7 @@ use crate::ports::{Catalog, Clock, ExpiryIndex, Metrics, OrderList, OrderStore, 
 pub use callbacks::{apply_callback, enqueue_callback, CallbackOutcome};
 pub use cancel::cancel_order;
 pub use create_orders::{create_orders, Created, Idempotency, Placed};
-pub use create_payment::create_payment;
+pub use create_payment::{create_payment, PaymentPlaced, RenderPayment};
 pub use expiry::{sweep, SweepReport};
 pub use get_order::get_order;
 pub use list::{list_orders, CursorKey, OrderPage};

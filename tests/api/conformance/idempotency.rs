@@ -121,3 +121,46 @@ pub async fn a_refused_request_stores_nothing_and_its_retry_may_succeed(env: Tes
     assert_eq!((status, replayed, &again), (201, true, &first));
     assert_eq!(env.stock(&kettle).await, 1);
 }
+
+pub async fn create_payment_is_idempotent_too(env: TestEnv) {
+    given(&env, 10).await;
+    let (status, created, _) = create_with_key(&env, ORDER, "dan", "order-key", &body(1)).await;
+    assert_eq!(status, 201, "{created}");
+    let pay = format!("/api/orders/{}/payments/", created["order"]["id"].as_str().unwrap());
+    let method = json!({"payment_method": "alipay"});
+
+    // 20 concurrent retries of one key: one new payment, every answer the same
+    let env = Arc::new(env);
+    let calls = (0..20).map(|_| {
+        let (env, pay, method) = (env.clone(), pay.clone(), method.clone());
+        tokio::spawn(async move { create_with_key(&env, &pay, "dan", "pay-key", &method).await })
+    });
+    let answers: Vec<_> = futures::future::join_all(calls)
+        .await
+        .into_iter()
+        .map(|a| a.expect("task"))
+        .collect();
+    assert_eq!(answers.iter().filter(|(_, _, replayed)| !replayed).count(), 1);
+    let first = &answers[0].1;
+    for (status, answer, _) in &answers {
+        assert_eq!(
+            (*status, answer["payment"]["id"].clone()),
+            (201, first["payment"]["id"].clone()),
+            "{answer}"
+        );
+    }
+    let (_, payments) = env.records().await;
+    assert_eq!(payments.len(), 2, "the order's first payment and exactly one new one");
+
+    // The same key for another body, or on create_order, is refused
+    let (status, other, _) = create_with_key(&env, &pay, "dan", "pay-key", &json!({"payment_method": "bank"})).await;
+    assert_eq!(
+        (status, other["error"]["code"].as_str()),
+        (422, Some("IDEMPOTENCY_KEY_REUSED"))
+    );
+    let (status, other, _) = create_with_key(&env, ORDER, "dan", "pay-key", &body(1)).await;
+    assert_eq!(
+        (status, other["error"]["code"].as_str()),
+        (422, Some("IDEMPOTENCY_KEY_REUSED"))
+    );
+}

@@ -76,6 +76,7 @@ conformance!(
     idempotency::fifty_concurrent_retries_of_one_key_create_one_order,
     idempotency::a_key_answers_only_its_own_request_for_a_day,
     idempotency::a_refused_request_stores_nothing_and_its_retry_may_succeed,
+    idempotency::create_payment_is_idempotent_too,
     cache::a_price_changed_behind_a_warm_cache_is_charged_at_the_new_price,
     cache::a_product_withdrawn_behind_a_warm_cache_is_not_found,
     cache::an_address_reassigned_behind_a_warm_cache_is_invalid,
