@@ -1,4 +1,4 @@
-//! The warm function's catalogue cache (SPEC section 11): product descriptions for 30 minutes and
+//! The warm function's catalogue cache (docs/api.md §11): product descriptions for 30 minutes and
 //! addresses for an hour, as the seed keeps them, bounded in size. Stock is never cached: every write
 //! re-checks price, source, activity and address owner, so a stale entry can only make a write fail;
 //! the use case then forgets the entry and reads again.

@@ -47,7 +47,7 @@ pub async fn services(config: &Config) -> Services {
     ));
     let clock: Arc<dyn domain::ports::Clock> = Arc::new(domain::ports::SystemClock);
     Services {
-        // Warm invocations answer product and address reads from memory (SPEC section 11).
+        // Warm invocations answer product and address reads from memory (docs/api.md §11).
         catalog: Arc::new(crate::cache::CachedCatalog::new(store.clone(), clock.clone())),
         orders: store.clone(),
         updates: store.clone(),

@@ -1,5 +1,5 @@
 //! Payment callbacks: the one normalized event every provider format becomes, the generic signed format
-//! (SPEC section 8) and its HMAC signature check.
+//! (docs/api.md §8) and its HMAC signature check.
 
 use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};

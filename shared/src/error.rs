@@ -1,4 +1,4 @@
-//! The error catalogue (SPEC section 6): one enum of everything a use case can answer with, and for each
+//! The error catalogue (docs/api.md §6): one enum of everything a use case can answer with, and for each
 //! its stable code, HTTP status and the seed's message. The HTTP shell only renders what this says.
 
 use serde::Serialize;

@@ -1,4 +1,4 @@
-//! Idempotency keys (SPEC section 12): a create request's key, and the record written in the same atomic
+//! Idempotency keys (docs/api.md §12): a create request's key, and the record written in the same atomic
 //! write as its orders, so a key can never produce two sets of orders.
 
 use std::collections::BTreeMap;
@@ -11,7 +11,7 @@ use crate::error::ServiceError;
 use crate::ids::UserId;
 use crate::time::Timestamp;
 
-/// How long a record answers for its key: at least a day, as SPEC asks.
+/// How long a record answers for its key: at least a day, as docs/api.md §12 asks.
 pub const RETENTION_MINUTES: u32 = 24 * 60;
 
 /// The `Idempotency-Key` header: 1..=255 visible ASCII characters.

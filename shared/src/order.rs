@@ -1,4 +1,4 @@
-//! Orders and the seed's order state machine (SPEC section 7).
+//! Orders and the seed's order state machine (docs/api.md §7).
 
 use serde::{Deserialize, Serialize};
 
@@ -252,7 +252,7 @@ mod tests {
     use super::*;
     use OrderStatus::*;
 
-    /// SPEC section 7, written out independently of `allowed_transitions` so the test can catch a typo there.
+    /// docs/api.md §7, written out independently of `allowed_transitions` so the test can catch a typo there.
     const ALLOWED: [(OrderStatus, OrderStatus); 7] = [
         (Pending, Paid),
         (Pending, Cancelled),

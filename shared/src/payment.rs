@@ -7,7 +7,7 @@ use crate::money::Money;
 use crate::order::Order;
 use crate::time::Timestamp;
 
-/// Where a payment is in its life (SPEC section 7).
+/// Where a payment is in its life (docs/api.md §7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PaymentStatus {
@@ -50,7 +50,7 @@ impl PaymentStatus {
     }
 
     /// Whether `self → to` is allowed. `expired → succeeded` exists only for a provider's late success
-    /// callback (SPEC section 8); nothing else leaves `expired`.
+    /// callback (docs/api.md §8); nothing else leaves `expired`.
     pub fn can_transition(self, to: PaymentStatus) -> bool {
         use PaymentStatus::*;
         matches!(

@@ -249,7 +249,7 @@ where
 }
 
 /// What may need expiring: a pending order whose deadline passed, or an open payment past its own
-/// `expires_at` (SPEC section 9).
+/// `expires_at` (docs/api.md §9).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Due {
     /// A pending order past its payment deadline.
@@ -342,7 +342,7 @@ pub trait CallbackQueue: Send + Sync {
 #[error("callback queue unavailable")]
 pub struct QueueUnavailable(#[source] pub BoxError);
 
-/// A business figure worth counting (SPEC section 13).
+/// A business figure worth counting (docs/api.md §13).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Metric {
     /// A callback event was applied (or found already applied).

@@ -1,4 +1,4 @@
-//! The payment providers' own notification formats (SPEC section 8a), each verified the provider's way
+//! The payment providers' own notification formats (docs/api.md §8a), each verified the provider's way
 //! and turned into the same normalized [`PaymentEvent`] the generic format becomes.
 
 pub mod alipay;

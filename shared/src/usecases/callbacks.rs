@@ -81,7 +81,7 @@ pub async fn apply_callback(svc: &Services, event: &PaymentEvent) -> Result<Call
     Ok(outcome)
 }
 
-/// SPEC section 8 as one pure function of the order's state: what the event means for its payment and
+/// docs/api.md §8 as one pure function of the order's state: what the event means for its payment and
 /// order, and the change that records it (every recorded event carries its id, which is how a redelivery
 /// is recognised).
 pub fn judge(state: &OrderWithPayments, event: &PaymentEvent, now: Timestamp) -> (CallbackOutcome, Option<Change>) {

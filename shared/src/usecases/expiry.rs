@@ -1,4 +1,4 @@
-//! The expiry sweeper (SPEC section 9): pending orders past their deadline are cancelled with their
+//! The expiry sweeper (docs/api.md §9): pending orders past their deadline are cancelled with their
 //! stock returned; open payments past their own expiry are expired while their order may still be paid.
 
 use serde::Serialize;

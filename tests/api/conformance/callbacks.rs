@@ -1,4 +1,4 @@
-//! The callback processor: exactly once, in order per payment, every outcome of SPEC section 8, through
+//! The callback processor: exactly once, in order per payment, every outcome of docs/api.md §8, through
 //! the real SQS handler and both stores.
 
 use std::sync::Arc;
