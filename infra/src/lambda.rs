@@ -19,6 +19,8 @@ pub struct Config {
     pub table: String,
     /// `DYNAMODB_ENDPOINT`: a DynamoDB endpoint other than AWS's (local runs).
     pub dynamodb_endpoint: Option<String>,
+    /// `SUPPLIER_BASE_URL`, `SUPPLIER_API_KEY`, `SUPPLIER_TIMEOUT_MS`: the supplier's stock API.
+    pub supplier: Option<crate::supplier::SupplierConfig>,
 }
 
 impl Config {
@@ -27,6 +29,7 @@ impl Config {
         Ok(Config {
             table: required("TABLE_NAME")?,
             dynamodb_endpoint: std::env::var("DYNAMODB_ENDPOINT").ok().filter(|v| !v.is_empty()),
+            supplier: crate::supplier::SupplierConfig::from_env()?,
         })
     }
 }
@@ -39,8 +42,19 @@ pub fn required(name: &str) -> Result<String, Error> {
     }
 }
 
-/// The services over the DynamoDB table the configuration names.
+/// The services over the DynamoDB table the configuration names, and the supplier's stock API when
+/// `SUPPLIER_BASE_URL` is set (without it, supplier-held products answer `503`).
 pub async fn services(config: &Config) -> Services {
+    let supplier: Arc<dyn domain::ports::SupplierStock> = match &config.supplier {
+        Some(supplier) => match crate::supplier::HttpSupplier::new(supplier.clone()) {
+            Ok(client) => Arc::new(client),
+            Err(err) => {
+                tracing::error!(error = %err, "supplier client could not be built; supplier-held products answer 503");
+                Arc::new(crate::supplier::NoSupplier)
+            }
+        },
+        None => Arc::new(crate::supplier::NoSupplier),
+    };
     let store = Arc::new(crate::dynamodb::DynamoStore::new(
         crate::dynamodb::client(config.dynamodb_endpoint.as_deref()).await,
         config.table.clone(),
@@ -53,7 +67,7 @@ pub async fn services(config: &Config) -> Services {
         updates: store.clone(),
         expiry: store.clone(),
         list: store,
-        supplier: Arc::new(crate::supplier::NoSupplier),
+        supplier,
         clock,
         metrics: Arc::new(crate::metrics::EmfMetrics),
     }

@@ -7,3 +7,4 @@ mod faults;
 mod gateway_events;
 mod round_trips;
 mod schema;
+mod supplier;

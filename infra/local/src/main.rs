@@ -5,6 +5,7 @@
 mod dev_providers;
 mod gateway;
 mod queue;
+mod supplier_shipping;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -260,12 +261,14 @@ async fn open_store(args: &Args) -> Result<Store, Box<dyn std::error::Error>> {
     ))
 }
 
-async fn load_catalog(args: &Args, store: &Store) -> Result<(), Box<dyn std::error::Error>> {
+/// Loads the catalogue; returns it (its supplier-held products' figures seed the fake supplier).
+async fn load_catalog(args: &Args, store: &Store) -> Result<CatalogFile, Box<dyn std::error::Error>> {
     match &args.catalog {
         Some(path) => {
             let file = CatalogFile::parse(&std::fs::read_to_string(path)?)?;
             let (products, addresses) = file.load_into(store.admin.as_ref()).await?;
             tracing::info!(path = %path.display(), products, addresses, "catalogue loaded");
+            Ok(file)
         }
         None => {
             let demo = CatalogFile::parse(DEMO)?;
@@ -279,9 +282,31 @@ async fn load_catalog(args: &Args, store: &Store) -> Result<(), Box<dyn std::err
                 let (products, addresses) = demo.load_into(store.admin.as_ref()).await?;
                 tracing::info!(products, addresses, "demo catalogue loaded");
             }
+            Ok(demo)
         }
     }
-    Ok(())
+}
+
+/// The supplier's stock API: `SUPPLIER_BASE_URL` when set; else a fake served on loopback, answering for
+/// each supplier-held product of the catalogue with its catalogue figure, taken down as orders for it
+/// succeed (through the returned store wrapper).
+async fn supplier(
+    catalog: &CatalogFile,
+    orders: Arc<dyn OrderStore>,
+) -> Result<(Arc<dyn domain::ports::SupplierStock>, Arc<dyn OrderStore>), Box<dyn std::error::Error>> {
+    if let Some(config) = infra::supplier::SupplierConfig::from_env()? {
+        tracing::info!(base_url = %config.base_url, "supplier stock API");
+        return Ok((Arc::new(infra::supplier::HttpSupplier::new(config)?), orders));
+    }
+    let figures: Vec<(String, u32)> = catalog
+        .products()
+        .filter(|p| p.stock_source == domain::StockSource::Supplier)
+        .map(|p| (p.id.to_string(), p.stock))
+        .collect();
+    let fake = infra::fake_supplier::FakeSupplier::start(figures, None).await?;
+    tracing::info!(base_url = %fake.base_url, "fake supplier stock API serving the catalogue's supplier-held products");
+    let client = infra::supplier::HttpSupplier::new(infra::supplier::SupplierConfig::new(&fake.base_url))?;
+    Ok((Arc::new(client), Arc::new(supplier_shipping::Shipping { inner: orders, fake })))
 }
 
 #[tokio::main]
@@ -292,18 +317,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     infra::telemetry::init();
     let store = open_store(&args).await?;
-    load_catalog(&args, &store).await?;
+    let catalog = load_catalog(&args, &store).await?;
     if args.load_only {
         return Ok(());
     }
+    let (supplier, orders) = supplier(&catalog, store.orders.clone()).await?;
     let services = Arc::new(Services {
         // As in a warm Lambda: product descriptions and addresses from memory, re-read when stale.
         catalog: Arc::new(infra::cache::CachedCatalog::new(store.catalog, Arc::new(SystemClock))),
-        orders: store.orders,
+        orders,
         updates: store.updates,
         expiry: store.expiry,
         list: store.list,
-        supplier: Arc::new(infra::supplier::NoSupplier),
+        supplier,
         clock: Arc::new(SystemClock),
         metrics: Arc::new(infra::metrics::EmfMetrics),
     });
