@@ -90,3 +90,119 @@ async fn a_throttled_write_is_503_and_writes_nothing() {
     assert_busy(&svc, "Provisioned").await;
     assert_eq!(env.snapshot().await, before);
 }
+
+/// A proxy in front of moto that answers chosen DynamoDB operations with a throttling error, as DynamoDB
+/// does under load, and counts every operation it sees.
+struct FaultyDynamo {
+    endpoint: String,
+    /// (operation, how many more times to throttle it; `usize::MAX` for ever)
+    throttle: Arc<std::sync::Mutex<(String, usize)>>,
+    seen: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl FaultyDynamo {
+    async fn start(upstream: String) -> Self {
+        use axum::body::Bytes;
+        use axum::http::{HeaderMap, StatusCode};
+        let throttle = Arc::new(std::sync::Mutex::new((String::new(), 0usize)));
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (t, s) = (throttle.clone(), seen.clone());
+        let client = reqwest::Client::new();
+        let app = axum::Router::new().fallback(move |headers: HeaderMap, body: Bytes| {
+            let (throttle, seen, client, upstream) = (t.clone(), s.clone(), client.clone(), upstream.clone());
+            async move {
+                let target = headers
+                    .get("x-amz-target")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .rsplit('.')
+                    .next()
+                    .unwrap_or("")
+                    .to_owned();
+                seen.lock().unwrap().push(target.clone());
+                {
+                    let mut throttle = throttle.lock().unwrap();
+                    if throttle.0 == target && throttle.1 > 0 {
+                        throttle.1 = throttle.1.saturating_sub(1);
+                        let body = r#"{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException","message":"Rate of requests exceeds the allowed throughput."}"#;
+                        return (StatusCode::BAD_REQUEST, [("content-type", "application/x-amz-json-1.0")], body.to_owned());
+                    }
+                }
+                let mut request = client.post(&upstream).body(body);
+                for (name, value) in &headers {
+                    if name != "host" && name != "content-length" {
+                        request = request.header(name, value);
+                    }
+                }
+                let response = request.send().await.expect("moto");
+                let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
+                let text = response.text().await.unwrap();
+                (status, [("content-type", "application/x-amz-json-1.0")], text)
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        FaultyDynamo {
+            endpoint,
+            throttle,
+            seen,
+        }
+    }
+
+    fn throttle(&self, operation: &str, times: usize) {
+        *self.throttle.lock().unwrap() = (operation.to_owned(), times);
+    }
+
+    fn count(&self, operation: &str) -> usize {
+        self.seen.lock().unwrap().iter().filter(|o| *o == operation).count()
+    }
+}
+
+/// Services over a fresh moto table reached through the faulty proxy, with the production SDK
+/// configuration (its retry policy and timeouts); the test's own view of the table bypasses the proxy.
+async fn through_faulty_proxy() -> Option<(e2e::TestEnv, FaultyDynamo)> {
+    let env = e2e::dynamodb().await?;
+    let proxy = FaultyDynamo::start(e2e::emulator()?).await;
+    let store = Arc::new(DynamoStore::new(
+        infra::dynamodb::client(Some(&proxy.endpoint)).await,
+        env.table_name().expect("a DynamoDB test table"),
+    ));
+    let env = env.with_store(store);
+    Some((env, proxy))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_is_retried_by_the_sdk_and_a_failed_condition_is_not() {
+    let Some((env, proxy)) = through_faulty_proxy().await else {
+        return;
+    };
+    env.product("fridge", "10.00", 5).await;
+    env.address("alice-home", "alice").await;
+    let order = json!({"product_id": "fridge", "address_id": "alice-home", "quantity": 1});
+
+    // Throttled twice, then accepted: exactly one order
+    proxy.throttle("TransactWriteItems", 2);
+    let (status, created) = e2e::create_order(&env, Some("alice"), &order).await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(proxy.count("TransactWriteItems"), 3);
+    let (orders, payments) = env.records().await;
+    assert_eq!((orders.len(), payments.len()), (1, 1));
+
+    // A refused condition (not enough stock) is answered at once, not retried
+    let before = proxy.count("TransactWriteItems");
+    let too_many = json!({"product_id": "fridge", "address_id": "alice-home", "quantity": 5});
+    let (status, _) = e2e::create_order(&env, Some("alice"), &too_many).await;
+    assert_eq!(status, 409);
+    assert_eq!(proxy.count("TransactWriteItems") - before, 1);
+
+    // Throttled every time: 503 SERVICE_BUSY with Retry-After once the SDK's attempts are spent; nothing
+    // written
+    let snapshot = env.snapshot().await;
+    proxy.throttle("TransactWriteItems", usize::MAX);
+    let before = proxy.count("TransactWriteItems");
+    assert_busy(&env.svc, "ThrottlingException").await;
+    let attempts = proxy.count("TransactWriteItems") - before;
+    assert_eq!(attempts, 4, "the SDK's attempts, and no second loop on top");
+    assert_eq!(env.snapshot().await, snapshot);
+}

@@ -247,6 +247,32 @@ impl TestEnv {
         }
     }
 
+    /// The DynamoDB table's name, when the store is DynamoDB.
+    pub fn table_name(&self) -> Option<String> {
+        match &self.raw {
+            Raw::Dynamo { table, .. } => Some(table.clone()),
+            Raw::Sqlite { .. } => None,
+        }
+    }
+
+    /// The services over another client of the same store (the test's raw view stays as it was).
+    pub fn with_store<S>(mut self, store: Arc<S>) -> Self
+    where
+        S: domain::ports::Catalog
+            + domain::ports::OrderStore
+            + domain::ports::OrderUpdates
+            + domain::ports::ExpiryIndex
+            + domain::ports::OrderList
+            + 'static,
+    {
+        self.svc.catalog = store.clone();
+        self.svc.orders = store.clone();
+        self.svc.updates = store.clone();
+        self.svc.expiry = store.clone();
+        self.svc.list = store;
+        self
+    }
+
     /// Puts the warm-function catalogue cache in front of the store, timed by the test clock.
     pub fn with_cache(mut self) -> Self {
         let clock: Arc<dyn Clock> = self.clock.clone();

@@ -306,7 +306,10 @@ async fn supplier(
     let fake = infra::fake_supplier::FakeSupplier::start(figures, None).await?;
     tracing::info!(base_url = %fake.base_url, "fake supplier stock API serving the catalogue's supplier-held products");
     let client = infra::supplier::HttpSupplier::new(infra::supplier::SupplierConfig::new(&fake.base_url))?;
-    Ok((Arc::new(client), Arc::new(supplier_shipping::Shipping { inner: orders, fake })))
+    Ok((
+        Arc::new(client),
+        Arc::new(supplier_shipping::Shipping { inner: orders, fake }),
+    ))
 }
 
 #[tokio::main]

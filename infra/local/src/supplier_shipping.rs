@@ -23,7 +23,8 @@ impl OrderStore for Shipping {
         self.inner.place(placement).await?;
         for line in &placement.orders {
             if line.order.stock_source == StockSource::Supplier {
-                self.fake.take(line.order.product_id.as_str(), line.order.quantity.get());
+                self.fake
+                    .take(line.order.product_id.as_str(), line.order.quantity.get());
             }
         }
         Ok(())

@@ -675,7 +675,8 @@ impl OrderStore for DynamoStore {
                 },
                 _ => None,
             };
-            // Only conflicts or throttling are worth another attempt; a refusal or a fault ends here.
+            // Only a transaction cancelled by conflicts is worth another attempt here; a refusal or a fault
+            // ends it.
             match canceled {
                 Some(reasons) => {
                     if let Some(refusal) = Self::refusal(placement, &actions, &reasons)? {
@@ -686,12 +687,8 @@ impl OrderStore for DynamoStore {
                     }
                     tracing::warn!(attempt, "transaction cancelled by conflicts; retrying");
                 }
-                None => match classify(err) {
-                    StoreError::Busy(source) if attempt < CONFLICT_ATTEMPTS => {
-                        tracing::warn!(attempt, error = %domain::error::error_chain(source.as_ref()), "transaction throttled; retrying");
-                    }
-                    other => return Err(other.into()),
-                },
+                // Throttling, timeouts and connection failures were already retried by the SDK.
+                None => return Err(classify(err).into()),
             }
             backoff(attempt).await;
         }
