@@ -42,6 +42,16 @@ pub enum ErrorCode {
     InsufficientStock,
     /// Body over the limit.
     PayloadTooLarge,
+    /// No such route.
+    NotFound,
+    /// The route exists, the method does not.
+    MethodNotAllowed,
+    /// The request took too long to arrive.
+    RequestTimeout,
+    /// The request target is too long.
+    UriTooLong,
+    /// Too many or too large headers.
+    HeadersTooLarge,
     /// Same idempotency key, different request.
     IdempotencyKeyReused,
     /// Supplier stock API down or slow.
@@ -70,6 +80,11 @@ impl ErrorCode {
             Self::OrderNotCancellable => "ORDER_NOT_CANCELLABLE",
             Self::InsufficientStock => "INSUFFICIENT_STOCK",
             Self::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            Self::NotFound => "NOT_FOUND",
+            Self::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            Self::RequestTimeout => "REQUEST_TIMEOUT",
+            Self::UriTooLong => "URI_TOO_LONG",
+            Self::HeadersTooLarge => "HEADERS_TOO_LARGE",
             Self::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
             Self::SupplierUnavailable => "SUPPLIER_UNAVAILABLE",
             Self::ServiceBusy => "SERVICE_BUSY",
@@ -89,7 +104,11 @@ impl ErrorCode {
             | Self::InvalidAmountFormat
             | Self::BatchTooLarge => 400,
             Self::Unauthenticated | Self::InvalidSignature => 401,
-            Self::OrderNotFound => 404,
+            Self::OrderNotFound | Self::NotFound => 404,
+            Self::MethodNotAllowed => 405,
+            Self::RequestTimeout => 408,
+            Self::UriTooLong => 414,
+            Self::HeadersTooLarge => 431,
             Self::InsufficientStock | Self::OrderNotCancellable => 409,
             Self::PayloadTooLarge => 413,
             Self::IdempotencyKeyReused => 422,
@@ -115,6 +134,11 @@ impl ErrorCode {
             Self::OrderNotCancellable => "订单状态不允许取消",
             Self::InsufficientStock => "库存不足",
             Self::PayloadTooLarge => "请求体过大",
+            Self::NotFound => "资源不存在",
+            Self::MethodNotAllowed => "请求方法不允许",
+            Self::RequestTimeout => "请求超时",
+            Self::UriTooLong => "请求地址过长",
+            Self::HeadersTooLarge => "请求头过大",
             Self::IdempotencyKeyReused => "幂等键已用于不同的请求",
             Self::SupplierUnavailable => "供应商库存服务不可用",
             Self::ServiceBusy => "服务繁忙",
@@ -218,6 +242,29 @@ pub enum ServiceError {
     /// Same idempotency key used for another request.
     #[error("idempotency key reused for a different request")]
     IdempotencyKeyReused,
+    /// No such route.
+    #[error("no such route")]
+    NotFound,
+    /// The route does not take this method.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// The request did not arrive in time.
+    #[error("request timed out")]
+    RequestTimeout,
+    /// The request target is over the limit.
+    #[error("request target over {limit} bytes")]
+    UriTooLong {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The headers are over the limits.
+    #[error("headers over the limits")]
+    HeadersTooLarge {
+        /// The most headers accepted.
+        max_headers: usize,
+        /// The most bytes of headers accepted.
+        max_bytes: usize,
+    },
     /// The supplier's stock API is down or slow.
     #[error("supplier stock service unavailable")]
     SupplierUnavailable(#[source] BoxError),
@@ -258,6 +305,11 @@ impl ServiceError {
             Self::InsufficientStock(_) => ErrorCode::InsufficientStock,
             Self::PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,
             Self::IdempotencyKeyReused => ErrorCode::IdempotencyKeyReused,
+            Self::NotFound => ErrorCode::NotFound,
+            Self::MethodNotAllowed => ErrorCode::MethodNotAllowed,
+            Self::RequestTimeout => ErrorCode::RequestTimeout,
+            Self::UriTooLong { .. } => ErrorCode::UriTooLong,
+            Self::HeadersTooLarge { .. } => ErrorCode::HeadersTooLarge,
             Self::SupplierUnavailable(_) => ErrorCode::SupplierUnavailable,
             Self::ServiceBusy(_) => ErrorCode::ServiceBusy,
             Self::Internal(_) => ErrorCode::InternalError,
@@ -272,7 +324,10 @@ impl ServiceError {
             Self::InvalidOrderStatus(status) | Self::OrderNotCancellable(status) => Some(json!({ "status": status })),
             Self::BatchTooLarge { max, given } => Some(json!({ "max_distinct_products": max, "given": given })),
             Self::InsufficientStock(shortages) => Some(json!(shortages)),
-            Self::PayloadTooLarge { limit } => Some(json!({ "max_bytes": limit })),
+            Self::PayloadTooLarge { limit } | Self::UriTooLong { limit } => Some(json!({ "max_bytes": limit })),
+            Self::HeadersTooLarge { max_headers, max_bytes } => {
+                Some(json!({ "max_headers": max_headers, "max_bytes": max_bytes }))
+            }
             _ => None,
         }
     }

@@ -96,3 +96,23 @@ async fn get_order_event_reads_the_path_parameter() {
     assert_eq!(body["order"], created["order"]);
     assert_eq!(body["payments"], json!([created["payment"]]));
 }
+
+#[tokio::test]
+async fn undecodable_path_parameters_are_not_found_in_the_catalogue_shape() {
+    let env = e2e::sqlite().await;
+    for id in ["%ff", "\u{fffd}", "a/b", ""] {
+        let (status, body) = e2e::get_order(&env, Some("alice"), id).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (404, Some("ORDER_NOT_FOUND")),
+            "{id:?}: {body}"
+        );
+        assert_eq!(body["error"]["message"], "订单不存在");
+        let (status, body) = e2e::cancel_order(&env, Some("alice"), id).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (404, Some("ORDER_NOT_FOUND")),
+            "{id:?}: {body}"
+        );
+    }
+}

@@ -5,12 +5,13 @@
 use std::sync::Arc;
 
 use axum::body::Body as AxumBody;
-use axum::extract::{Path, Request as AxumRequest, State};
+use axum::extract::{Request as AxumRequest, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use domain::usecases::Services;
+use domain::ServiceError;
 use infra::http::{GatewayRequest, Handler};
 use lambda_http::Body;
 use list_orders::Listing;
@@ -38,8 +39,55 @@ struct Route<S: 'static> {
     handler: Handler<S>,
 }
 
+/// The `{order_id}` segment of `/api/orders/{order_id}/...`, percent-decoded; an undecodable one is
+/// passed on as it came, which no order id matches, so the handler answers `404 ORDER_NOT_FOUND` in the
+/// catalogue's shape as it does on Lambda.
+fn order_id_segment(req: &AxumRequest) -> String {
+    let raw = req.uri().path().split('/').nth(3).unwrap_or("").to_owned();
+    percent_decode(&raw).unwrap_or(raw)
+}
+
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// A catalogue answer from the edge itself (no handler reached).
+fn edge_error(err: ServiceError) -> Response {
+    let request_id = uuid::Uuid::now_v7().to_string();
+    let response = infra::http::error(&err, &request_id);
+    into_axum(response, &request_id)
+}
+
+fn into_axum(response: lambda_http::Response<Body>, request_id: &str) -> Response {
+    let (parts, body) = response.into_parts();
+    let bytes: Vec<u8> = match body {
+        Body::Empty => Vec::new(),
+        Body::Text(text) => text.into_bytes(),
+        Body::Binary(bytes) => bytes,
+        _ => Vec::new(),
+    };
+    let mut out = Response::from_parts(parts, AxumBody::from(bytes));
+    if let Ok(value) = request_id.parse() {
+        out.headers_mut().insert("apigw-requestid", value);
+    }
+    out
+}
+
 /// Every route, as template.yaml declares them.
-pub fn router(app: Arc<App>) -> Router {
+pub fn router(app: Arc<App>, read_timeout: std::time::Duration) -> Router {
     const CREATE: Route<Services> = Route {
         key: "POST /api/orders/create_order/",
         authorized: true,
@@ -104,27 +152,24 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .route(
             "/api/orders/{order_id}/",
-            get(
-                |s: State<Arc<App>>, Path(id): Path<String>, req: AxumRequest| async move {
-                    dispatch(s.services.as_ref(), req, GET, vec![("order_id", id)]).await
-                },
-            ),
+            get(|s: State<Arc<App>>, req: AxumRequest| async move {
+                let id = order_id_segment(&req);
+                dispatch(s.services.as_ref(), req, GET, vec![("order_id", id)]).await
+            }),
         )
         .route(
             "/api/orders/{order_id}/payments/",
-            post(
-                |s: State<Arc<App>>, Path(id): Path<String>, req: AxumRequest| async move {
-                    dispatch(s.services.as_ref(), req, PAY, vec![("order_id", id)]).await
-                },
-            ),
+            post(|s: State<Arc<App>>, req: AxumRequest| async move {
+                let id = order_id_segment(&req);
+                dispatch(s.services.as_ref(), req, PAY, vec![("order_id", id)]).await
+            }),
         )
         .route(
             "/api/orders/{order_id}/cancel/",
-            post(
-                |s: State<Arc<App>>, Path(id): Path<String>, req: AxumRequest| async move {
-                    dispatch(s.services.as_ref(), req, CANCEL, vec![("order_id", id)]).await
-                },
-            ),
+            post(|s: State<Arc<App>>, req: AxumRequest| async move {
+                let id = order_id_segment(&req);
+                dispatch(s.services.as_ref(), req, CANCEL, vec![("order_id", id)]).await
+            }),
         )
         .route(
             "/api/orders/",
@@ -134,19 +179,24 @@ pub fn router(app: Arc<App>) -> Router {
             "/api/payments/callback/",
             post(|s: State<Arc<App>>, req: AxumRequest| async move { dispatch(&s.receiver, req, CALLBACK, vec![]).await }),
         )
-        .fallback(|| async {
-            (
-                StatusCode::NOT_FOUND,
-                [("content-type", "application/json")],
-                r#"{"message":"Not Found"}"#,
-            )
-        })
+        .fallback(|| async { edge_error(ServiceError::NotFound) })
+        .method_not_allowed_fallback(|| async { edge_error(ServiceError::MethodNotAllowed) })
+        .layer(axum::Extension(ReadTimeout(read_timeout)))
         .with_state(app)
 }
 
-/// The user named by `Authorization: Bearer <id>`, as the JWT authorizer would put it in `sub`.
+/// How long a request's body may take to arrive.
+#[derive(Clone, Copy)]
+struct ReadTimeout(std::time::Duration);
+
+/// The user named by `Authorization: Bearer <id>`, as the JWT authorizer would put it in `sub`. More than
+/// one `Authorization` header names nobody.
 fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get("authorization")?.to_str().ok()?;
+    let mut values = headers.get_all("authorization").iter();
+    let value = values.next()?.to_str().ok()?;
+    if values.next().is_some() {
+        return None;
+    }
     let token = value
         .strip_prefix("Bearer ")
         .or_else(|| value.strip_prefix("bearer "))?
@@ -161,15 +211,26 @@ async fn dispatch<S>(
     path_parameters: Vec<(&'static str, String)>,
 ) -> Response {
     let request_id = uuid::Uuid::now_v7().to_string();
+    let read_timeout = req
+        .extensions()
+        .get::<ReadTimeout>()
+        .map_or(std::time::Duration::from_secs(10), |t| t.0);
     let (parts, body) = req.into_parts();
     let (method, uri, headers) = (parts.method, parts.uri, parts.headers);
-    let Ok(body) = axum::body::to_bytes(body, TRANSPORT_BODY_LIMIT).await else {
-        return (
-            StatusCode::PAYLOAD_TOO_LARGE,
-            [("content-type", "application/json")],
-            r#"{"message":"Request Entity Too Large"}"#,
-        )
-            .into_response();
+    let body = match tokio::time::timeout(read_timeout, axum::body::to_bytes(body, TRANSPORT_BODY_LIMIT)).await {
+        Ok(Ok(body)) => body,
+        Ok(Err(err)) => {
+            // Over the transport limit, or framing that cannot be read (a malformed chunk).
+            let too_large = std::error::Error::source(&err).is_some_and(|e| e.is::<http_body_util::LengthLimitError>());
+            return edge_error(if too_large {
+                ServiceError::PayloadTooLarge {
+                    limit: domain::usecases::request::MAX_BODY_BYTES,
+                }
+            } else {
+                ServiceError::field("body", "malformed request framing")
+            });
+        }
+        Err(_) => return edge_error(ServiceError::RequestTimeout),
     };
     let header_pairs = headers
         .iter()
@@ -194,16 +255,5 @@ async fn dispatch<S>(
         }
     };
     let response = (route.handler)(state, request).await;
-    let (parts, body) = response.into_parts();
-    let bytes: Vec<u8> = match body {
-        Body::Empty => Vec::new(),
-        Body::Text(text) => text.into_bytes(),
-        Body::Binary(bytes) => bytes,
-        _ => Vec::new(),
-    };
-    let mut out = Response::from_parts(parts, AxumBody::from(bytes));
-    if let Ok(value) = request_id.parse() {
-        out.headers_mut().insert("apigw-requestid", value);
-    }
-    out
+    into_axum(response, &request_id)
 }

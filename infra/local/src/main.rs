@@ -3,6 +3,7 @@
 //! `--dynamodb-endpoint` (or `--dynamodb-table` for a real table).
 
 mod dev_providers;
+mod edge;
 mod gateway;
 mod queue;
 mod supplier_shipping;
@@ -43,6 +44,9 @@ struct Args {
     /// Load the catalogue and exit without serving.
     #[arg(long)]
     load_only: bool,
+    /// Seconds a client may take to send a request's head, and then its body.
+    #[arg(long, env = "READ_TIMEOUT_SECS", default_value_t = 10)]
+    read_timeout_secs: u64,
     /// Seconds between expiry sweeps (the schedule's `rate(1 minute)` in AWS).
     #[arg(long, env = "EXPIRY_INTERVAL_SECS", default_value_t = 60)]
     expiry_interval: u64,
@@ -374,9 +378,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "Try: curl -s -X POST http://{addr}/api/orders/create_order/ -H 'Authorization: Bearer alice' \
          -H 'Content-Type: application/json' -d '{{\"product_id\": \"fridge-bcd-470\", \"address_id\": \"addr-alice-home\", \"quantity\": 1}}'"
     );
-    axum::serve(listener, gateway::router(app))
-        .with_graceful_shutdown(shutdown())
-        .await?;
+    let limits = edge::Limits {
+        read_timeout: std::time::Duration::from_secs(args.read_timeout_secs.max(1)),
+        ..edge::Limits::default()
+    };
+    edge::serve(listener, gateway::router(app, limits.read_timeout), limits, shutdown()).await;
     Ok(())
 }
 

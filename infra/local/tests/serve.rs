@@ -460,3 +460,92 @@ async fn orders_are_paid_by_wechatpay_and_alipay_notifications_over_http() {
         }
     }
 }
+
+/// Sends raw bytes on a fresh connection and reads until the server closes it: status and JSON body.
+async fn raw(base: &str, request: &[u8]) -> (u16, Value, std::time::Duration) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let started = std::time::Instant::now();
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(request).await.expect("write");
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(20), stream.read_to_end(&mut out)).await;
+    let elapsed = started.elapsed();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status: u16 = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    (status, serde_json::from_str(body).unwrap_or(Value::Null), elapsed)
+}
+
+#[tokio::test]
+async fn the_http_edge_answers_in_the_catalogue_shape_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("shop.sqlite3");
+    let server = start(&["--db", db.to_str().unwrap(), "--read-timeout-secs", "1"]);
+    let order = json!({"product_id": "washer-eg100", "address_id": "addr-alice-home", "quantity": 1}).to_string();
+    let (status, _) = server
+        .post(CREATE, Some("alice"), &serde_json::from_str(&order).unwrap())
+        .await;
+    assert_eq!(status, 201);
+    let listed = |s: &Server| {
+        let base = s.base.clone();
+        async move {
+            reqwest::Client::new()
+                .get(format!("{base}/api/orders/?limit=100"))
+                .header("authorization", "Bearer alice")
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let before = listed(&server).await;
+
+    let huge_uri = format!("GET /api/orders/{}/ HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(70 * 1024));
+    let many_headers: String = (0..500).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let many_headers =
+        format!("GET /api/orders/ HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer alice\r\n{many_headers}\r\n");
+    let big_body = format!(
+        "POST /api/orders/create_order/ HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer alice\r\nContent-Length: {}\r\n\r\n{}",
+        1100 * 1024,
+        "x".repeat(1100 * 1024)
+    );
+    let bad_chunk = "POST /api/orders/create_order/ HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer alice\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n".to_owned();
+    let two_auth = format!(
+        "POST /api/orders/create_order/ HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer alice\r\nAuthorization: Bearer bob\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{order}",
+        order.len()
+    );
+    let cases: Vec<(&str, String, u16, &str)> = vec![
+        ("wrong method", "PUT /api/orders/create_order/ HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n".into(), 405, "METHOD_NOT_ALLOWED"),
+        ("unknown path", "GET /api/nothing-here/ HTTP/1.1\r\nHost: x\r\n\r\n".into(), 404, "NOT_FOUND"),
+        ("no trailing slash", "POST /api/orders/create_order HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n".into(), 404, "NOT_FOUND"),
+        ("70 KB target", huge_uri, 414, "URI_TOO_LONG"),
+        ("500 headers", many_headers, 431, "HEADERS_TOO_LARGE"),
+        ("body over 1 MiB", big_body, 413, "PAYLOAD_TOO_LARGE"),
+        ("malformed chunk size", bad_chunk, 400, "VALIDATION_ERROR"),
+        ("undecodable order id", "GET /api/orders/%ff/ HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer alice\r\n\r\n".into(), 404, "ORDER_NOT_FOUND"),
+        ("two Authorization headers", two_auth, 401, "UNAUTHENTICATED"),
+        ("partial head", "GET /api/orders/ HTTP/1.1\r\nHost: x\r\nAuthor".into(), 408, "REQUEST_TIMEOUT"),
+        ("partial body", "POST /api/orders/create_order/ HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer alice\r\nContent-Length: 100\r\n\r\n{\"product".into(), 408, "REQUEST_TIMEOUT"),
+    ];
+    for (name, request, status, code) in cases {
+        let (got, body, elapsed) = raw(&server.base, request.as_bytes()).await;
+        assert_eq!(
+            (got, body["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{name}: {body}"
+        );
+        assert!(
+            body["error"]["message"].is_string() && body["request_id"].is_string(),
+            "{name}: {body}"
+        );
+        assert!(elapsed < std::time::Duration::from_secs(5), "{name} took {elapsed:?}");
+    }
+    assert_eq!(listed(&server).await, before, "nothing was written");
+}
