@@ -154,8 +154,10 @@ where
     }
 }
 
-/// What the local server (or a test) knows about an incoming request, to be presented the way API
+/// What the local server (or a test) knows about an incoming request (feature `local`: the Lambda
+/// functions receive real events and never build one), to be presented the way API
 /// Gateway presents it.
+#[cfg(feature = "local")]
 #[derive(Debug, Clone, Default)]
 pub struct GatewayRequest<'a> {
     /// `GET`, `POST`, ...
@@ -178,6 +180,7 @@ pub struct GatewayRequest<'a> {
     pub request_id: &'a str,
 }
 
+#[cfg(feature = "local")]
 impl GatewayRequest<'_> {
     /// The request as an API Gateway HTTP API (payload 2.0) event, deserialized by `lambda_http` exactly
     /// as the Lambda runtime deserializes a real one.

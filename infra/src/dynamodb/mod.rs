@@ -3,6 +3,7 @@
 
 mod counter;
 pub mod keys;
+#[cfg(feature = "local")]
 pub mod schema;
 
 pub use counter::RequestCounter;
