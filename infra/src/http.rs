@@ -105,6 +105,35 @@ pub fn idempotency_key(req: &Request) -> Result<Option<domain::idempotency::Idem
     domain::idempotency::IdempotencyKey::parse(text).map(Some)
 }
 
+/// The create routes' one flow: the caller, the `Idempotency-Key`, the body parsed by `parse`, the
+/// use case, and `201` with `render`'s body (stored with the orders when a key was given) or the key's
+/// earlier answer replayed.
+pub async fn create(
+    svc: &Services,
+    req: &Request,
+    route: &str,
+    parse: fn(&[u8]) -> Result<domain::usecases::request::CreateOrders, ServiceError>,
+    render: fn(&domain::usecases::Created) -> Result<serde_json::Value, ServiceError>,
+) -> Result<Response<Body>, ServiceError> {
+    use domain::usecases::{create_orders, Idempotency, Placed};
+    let user = caller(req)?;
+    let key = idempotency_key(req)?;
+    let bytes = body(req)?;
+    let cmd = parse(bytes)?;
+    let request = key.map(|key| {
+        let parsed = serde_json::from_slice(bytes).unwrap_or_default();
+        domain::idempotency::IdempotentRequest::new(key, route, &parsed)
+    });
+    let idempotency = request.as_ref().map(|request| Idempotency {
+        request,
+        render: &render,
+    });
+    match create_orders(svc, &user, &cmd, idempotency).await? {
+        Placed::Created(created) => json(StatusCode::CREATED, &render(&created)?),
+        Placed::Replayed(stored) => Ok(replayed(&stored)),
+    }
+}
+
 /// An idempotency key's earlier answer, replayed as it was, marked `Idempotent-Replayed: true`.
 pub fn replayed(stored: &domain::idempotency::StoredResponse) -> Response<Body> {
     let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
