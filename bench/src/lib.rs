@@ -326,7 +326,7 @@ pub fn api_event(method: &str, path: &str, route: &str, body: Option<&Value>, or
 /// A fresh table in the emulator with a product (1,000,000 in stock) and alice's address, and an order
 /// to read: (table name, order id).
 pub async fn prepare(endpoint: &str) -> Result<(String, String), String> {
-    use domain::ports::{CatalogAdmin, OrderStore};
+    use domain::ports::CatalogAdmin;
     let client = e2e::dynamo_client(endpoint);
     let table = format!("bench-{}", uuid::Uuid::now_v7().simple());
     infra::dynamodb::schema::TableSchema::bundled()
@@ -371,7 +371,6 @@ pub async fn prepare(endpoint: &str) -> Result<(String, String), String> {
     let domain::usecases::Placed::Created(created) = placed else {
         return Err("no order created".into());
     };
-    let _ = OrderStore::order_with_payments(&store, &created.orders[0].id).await;
     Ok((table, created.orders[0].id.to_string()))
 }
 

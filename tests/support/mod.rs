@@ -96,7 +96,11 @@ pub async fn sqlite() -> TestEnv {
 /// emulator can be had outside CI. Under `CI=true` a missing emulator fails the test.
 pub async fn dynamodb() -> Option<TestEnv> {
     let endpoint = emulator()?;
-    let client = dynamo_client(&endpoint);
+    Some(over_fresh_table(dynamo_client(&endpoint)).await)
+}
+
+/// A new table created from template.yaml, and the services over it through `client`.
+async fn over_fresh_table(client: Client) -> TestEnv {
     let table = format!("orders-{}", uuid::Uuid::now_v7().simple());
     TableSchema::bundled()
         .expect("template schema")
@@ -104,7 +108,7 @@ pub async fn dynamodb() -> Option<TestEnv> {
         .await
         .expect("create table");
     let store = Arc::new(DynamoStore::new(client.clone(), table.clone()));
-    Some(TestEnv::over(store, Raw::Dynamo { client, table }))
+    TestEnv::over(store, Raw::Dynamo { client, table })
 }
 
 impl TestEnv {
@@ -150,17 +154,7 @@ pub async fn dynamodb_counted() -> Option<(TestEnv, infra::dynamodb::RequestCoun
             .interceptor(counter.clone())
             .build(),
     );
-    let table = format!("orders-{}", uuid::Uuid::now_v7().simple());
-    TableSchema::bundled()
-        .expect("template schema")
-        .create_table(&client, &table)
-        .await
-        .expect("create table");
-    let store = Arc::new(DynamoStore::new(client.clone(), table.clone()));
-    Some((
-        TestEnv::over(store, Raw::Dynamo { client, table }).with_cache(),
-        counter,
-    ))
+    Some((over_fresh_table(client).await.with_cache(), counter))
 }
 
 /// A client for the emulator with dummy credentials.
