@@ -8,21 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-python=${PYTHON:-python3}
-if [ ! -x .venv/bin/pip ]; then
-  rm -rf .venv
-  if ! "$python" -m venv .venv 2>/dev/null; then
-    # Debian's python3 has no ensurepip without python3-venv: make the venv bare and fetch pip from PyPI.
-    rm -rf .venv
-    "$python" -m venv --without-pip .venv
-    .venv/bin/python scripts/bootstrap_pip.py
-  fi
-fi
-stamp=.venv/.requirements-installed
-if [ ! -f "$stamp" ] || ! cmp -s scripts/requirements-test.txt "$stamp"; then
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check -r scripts/requirements-test.txt
-  cp scripts/requirements-test.txt "$stamp"
-fi
+source scripts/venv.sh scripts/requirements-test.txt
 
 echo "== cfn-lint template.yaml"
 .venv/bin/cfn-lint template.yaml

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,6 +28,9 @@ pub struct Measurement {
     pub first_next: Duration,
     /// From spawning the process to its first response.
     pub first_response: Duration,
+    /// Of that, the time the emulator took to answer the process's requests (a real DynamoDB answers in
+    /// single-digit milliseconds too, but not the same ones).
+    pub first_response_emulator: Duration,
     /// Warm invoke latency (event handed out to response received), median.
     pub warm_p50: Duration,
     /// Warm invoke latency, 99th percentile.
@@ -36,8 +39,14 @@ pub struct Measurement {
     pub cpu_per_invoke: Duration,
     /// Peak resident set (VmHWM), in KiB.
     pub peak_rss_kib: u64,
-    /// DynamoDB requests per warm invoke, counted at a proxy in front of the emulator.
-    pub dynamodb_requests_per_invoke: f64,
+    /// AWS (DynamoDB and SQS) requests per warm invoke, counted at a proxy in front of the emulator.
+    pub aws_requests_per_invoke: f64,
+    /// Connections the process opened to AWS before its first `/next` (during init).
+    pub connections_at_init: usize,
+    /// Connections it opened while answering its first invoke.
+    pub connections_at_first_invoke: usize,
+    /// Connections it opened during the warm invokes.
+    pub connections_warm: usize,
     /// Warm invokes measured.
     pub invokes: usize,
 }
@@ -49,14 +58,18 @@ struct Invocation {
 
 #[derive(Default)]
 struct Runtime {
-    first_next: Mutex<Option<Instant>>,
+    first_next: Mutex<Option<(Instant, usize)>>,
+    connections: Arc<AtomicUsize>,
     events: Mutex<Option<mpsc::Receiver<Invocation>>>,
     waiting: Mutex<HashMap<String, oneshot::Sender<Result<String, String>>>>,
     init_error: Mutex<Option<String>>,
 }
 
 async fn next(State(rt): State<Arc<Runtime>>) -> Response {
-    rt.first_next.lock().unwrap().get_or_insert_with(Instant::now);
+    rt.first_next
+        .lock()
+        .unwrap()
+        .get_or_insert_with(|| (Instant::now(), rt.connections.load(Ordering::SeqCst)));
     let mut events = rt.events.lock().unwrap().take().expect("one /next at a time");
     let invocation = events.recv().await;
     *rt.events.lock().unwrap() = Some(events);
@@ -102,11 +115,14 @@ async fn init_error(State(rt): State<Arc<Runtime>>, _: HeaderMap, body: Bytes) -
     StatusCode::ACCEPTED
 }
 
-/// A proxy in front of the DynamoDB emulator that counts the requests going through it.
+/// A proxy in front of the AWS emulator that counts the requests going through it and the connections
+/// opened to it.
 pub struct CountingProxy {
     /// Its endpoint.
     pub endpoint: String,
     count: Arc<AtomicUsize>,
+    connections: Arc<AtomicUsize>,
+    upstream_micros: Arc<AtomicU64>,
 }
 
 impl CountingProxy {
@@ -114,18 +130,21 @@ impl CountingProxy {
     pub async fn start(upstream: String) -> std::io::Result<Self> {
         let count = Arc::new(AtomicUsize::new(0));
         let seen = count.clone();
+        let upstream_micros = Arc::new(AtomicU64::new(0));
+        let waited = upstream_micros.clone();
         let client = reqwest::Client::new();
         let app = Router::new().fallback(move |headers: HeaderMap, body: Bytes| {
-            let (seen, client, upstream) = (seen.clone(), client.clone(), upstream.clone());
+            let (seen, waited, client, upstream) = (seen.clone(), waited.clone(), client.clone(), upstream.clone());
             async move {
                 seen.fetch_add(1, Ordering::SeqCst);
+                let started = Instant::now();
                 let mut request = client.post(&upstream).body(body);
                 for (name, value) in &headers {
                     if name != "host" && name != "content-length" {
                         request = request.header(name, value);
                     }
                 }
-                match request.send().await {
+                let response = match request.send().await {
                     Ok(response) => {
                         let status =
                             StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
@@ -133,13 +152,35 @@ impl CountingProxy {
                         (status, [("content-type", "application/x-amz-json-1.0")], text).into_response()
                     }
                     Err(_) => StatusCode::BAD_GATEWAY.into_response(),
-                }
+                };
+                waited.fetch_add(started.elapsed().as_micros() as u64, Ordering::SeqCst);
+                response
             }
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let endpoint = format!("http://{}", listener.local_addr()?);
+        let connections = Arc::new(AtomicUsize::new(0));
+        let opened = connections.clone();
+        let listener = axum::serve::ListenerExt::tap_io(listener, move |_| {
+            opened.fetch_add(1, Ordering::SeqCst);
+        });
         tokio::spawn(async move { axum::serve(listener, app).await });
-        Ok(CountingProxy { endpoint, count })
+        Ok(CountingProxy {
+            endpoint,
+            count,
+            connections,
+            upstream_micros,
+        })
+    }
+
+    /// Time spent waiting on the emulator so far (requests forwarded one after another add up).
+    pub fn upstream_time(&self) -> Duration {
+        Duration::from_micros(self.upstream_micros.load(Ordering::SeqCst))
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
     }
 
     /// Requests so far.
@@ -183,6 +224,7 @@ pub async fn measure(
     let (tx, rx) = mpsc::channel::<Invocation>(1);
     let rt = Arc::new(Runtime {
         events: Mutex::new(Some(rx)),
+        connections: proxy.connections.clone(),
         ..Default::default()
     });
     let app = Router::new()
@@ -197,6 +239,8 @@ pub async fn measure(
     let api = listener.local_addr().map_err(|e| e.to_string())?.to_string();
     tokio::spawn(async move { axum::serve(listener, app).await });
 
+    let connections_at_spawn = proxy.connections();
+    let emulator_at_spawn = proxy.upstream_time();
     let spawned = Instant::now();
     let mut child = tokio::process::Command::new(bootstrap)
         .env_clear()
@@ -210,7 +254,7 @@ pub async fn measure(
         .env("AWS_REGION", "us-east-1")
         .env("AWS_ACCESS_KEY_ID", "bench")
         .env("AWS_SECRET_ACCESS_KEY", "bench")
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "info")
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdout(std::process::Stdio::null())
         .kill_on_drop(true)
@@ -245,8 +289,14 @@ pub async fn measure(
             None => e,
         })?;
     let first_response = spawned.elapsed();
+    let connections_after_first = proxy.connections();
+    let first_response_emulator = proxy.upstream_time().saturating_sub(emulator_at_spawn);
     check(&cold)?;
-    let first_next = rt.first_next.lock().unwrap().map_or(Duration::ZERO, |t| t - spawned);
+    let (first_next, connections_at_next) = rt
+        .first_next
+        .lock()
+        .unwrap()
+        .map_or((Duration::ZERO, connections_at_spawn), |(t, c)| (t - spawned, c));
 
     let cpu_before = cpu_time(pid).ok_or("cannot read /proc stat")?;
     let requests_before = proxy.count();
@@ -260,6 +310,7 @@ pub async fn measure(
         .ok_or("cannot read /proc stat")?
         .saturating_sub(cpu_before);
     let requests = proxy.count() - requests_before;
+    let connections_warm = proxy.connections() - connections_after_first;
     let peak_rss_kib = peak_rss_kib(pid).unwrap_or(0);
     let _ = child.kill().await;
     latencies.sort();
@@ -269,147 +320,90 @@ pub async fn measure(
         size_bytes,
         first_next,
         first_response,
+        first_response_emulator,
         warm_p50: pick(0.5),
         warm_p99: pick(0.99),
         cpu_per_invoke: cpu / u32::try_from(invokes.max(1)).unwrap_or(1),
         peak_rss_kib,
-        dynamodb_requests_per_invoke: requests as f64 / invokes.max(1) as f64,
+        aws_requests_per_invoke: requests as f64 / invokes.max(1) as f64,
+        connections_at_init: connections_at_next - connections_at_spawn,
+        connections_at_first_invoke: connections_after_first - connections_at_next,
+        connections_warm,
         invokes,
     })
 }
+
+/// Per figure, the median of several runs of one function (connections: the most any run opened).
+pub fn median(runs: &[Measurement]) -> Option<Measurement> {
+    fn mid<T: Copy + PartialOrd>(mut v: Vec<T>) -> T {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+        v[v.len() / 2]
+    }
+    let first = runs.first()?;
+    let of = |f: fn(&Measurement) -> Duration| mid(runs.iter().map(f).collect());
+    Some(Measurement {
+        name: first.name.clone(),
+        size_bytes: first.size_bytes,
+        first_next: of(|m| m.first_next),
+        first_response: of(|m| m.first_response),
+        first_response_emulator: of(|m| m.first_response_emulator),
+        warm_p50: of(|m| m.warm_p50),
+        warm_p99: of(|m| m.warm_p99),
+        cpu_per_invoke: of(|m| m.cpu_per_invoke),
+        peak_rss_kib: mid(runs.iter().map(|m| m.peak_rss_kib).collect()),
+        aws_requests_per_invoke: mid(runs.iter().map(|m| m.aws_requests_per_invoke).collect()),
+        connections_at_init: runs.iter().map(|m| m.connections_at_init).max().unwrap_or(0),
+        connections_at_first_invoke: runs.iter().map(|m| m.connections_at_first_invoke).max().unwrap_or(0),
+        connections_warm: runs.iter().map(|m| m.connections_warm).max().unwrap_or(0),
+        invokes: first.invokes,
+    })
+}
+
+/// The measurement table's header.
+pub const TABLE_HEADER: &str = "| function | bootstrap | spawn → first /next | spawn → first response (of which the emulator) | warm p50 / p99 | CPU per warm invoke | peak RSS | AWS requests per invoke | connections: init / first invoke / warm | invokes |\n|---|---|---|---|---|---|---|---|---|---|";
 
 /// A markdown table row for a measurement.
 pub fn row(m: &Measurement) -> String {
     let ms = |d: Duration| format!("{:.2}", d.as_secs_f64() * 1000.0);
     format!(
-        "| {} | {:.1} MB | {} ms | {} ms | {} / {} ms | {} ms | {:.1} MB | {:.2} | {} |",
+        "| {} | {:.2} MB | {} ms | {} ms ({} ms) | {} / {} ms | {:.3} ms | {:.1} MB | {:.2} | {} / {} / {} | {} |",
         m.name,
         m.size_bytes as f64 / 1_000_000.0,
         ms(m.first_next),
         ms(m.first_response),
+        ms(m.first_response_emulator),
         ms(m.warm_p50),
         ms(m.warm_p99),
-        ms(m.cpu_per_invoke),
+        m.cpu_per_invoke.as_secs_f64() * 1000.0,
         m.peak_rss_kib as f64 / 1024.0,
-        m.dynamodb_requests_per_invoke,
+        m.aws_requests_per_invoke,
+        m.connections_at_init,
+        m.connections_at_first_invoke,
+        m.connections_warm,
         m.invokes
     )
 }
 
-/// An API Gateway HTTP API (payload 2.0) event as `alice`, from the repository's recorded fixture.
-pub fn api_event(method: &str, path: &str, route: &str, body: Option<&Value>, order_id: Option<&str>) -> Value {
-    let mut event: Value =
-        serde_json::from_str(include_str!("../../tests/fixtures/apigw/create_order.json")).expect("fixture");
-    if let Some(headers) = event["headers"].as_object_mut() {
-        headers.remove("idempotency-key");
-        headers.remove("content-length");
-    }
-    event["routeKey"] = Value::from(route);
-    event["rawPath"] = Value::from(path);
-    event["requestContext"]["routeKey"] = Value::from(route);
-    event["requestContext"]["http"]["method"] = Value::from(method);
-    event["requestContext"]["http"]["path"] = Value::from(path);
-    event["requestContext"]["requestId"] = Value::from(uuid::Uuid::new_v4().to_string());
-    event["body"] = body.map_or(Value::Null, |b| Value::from(b.to_string()));
-    event["isBase64Encoded"] = Value::from(false);
-    match order_id {
-        Some(id) => event["pathParameters"] = serde_json::json!({ "order_id": id }),
-        None => {
-            if let Some(obj) = event.as_object_mut() {
-                obj.remove("pathParameters");
-            }
-        }
-    }
-    event
-}
-
-/// A fresh table in the emulator with a product (1,000,000 in stock) and alice's address, and an order
-/// to read: (table name, order id).
-pub async fn prepare(endpoint: &str) -> Result<(String, String), String> {
-    use domain::ports::CatalogAdmin;
-    let client = e2e::dynamo_client(endpoint);
-    let table = format!("bench-{}", uuid::Uuid::now_v7().simple());
-    infra::dynamodb::schema::TableSchema::bundled()
-        .map_err(|e| e.to_string())?
-        .create_table(&client, &table)
-        .await
-        .map_err(|e| e.to_string())?;
-    let store = infra::dynamodb::DynamoStore::new(client, table.clone());
-    let product = domain::Product {
-        id: domain::ProductId::parse("bench-fridge").unwrap(),
-        name: "bench fridge".into(),
-        price: domain::Money::parse("10.00").unwrap(),
-        stock: 1_000_000,
-        stock_source: domain::StockSource::Local,
-        active: true,
-    };
-    store.upsert_product(&product).await.map_err(|e| e.to_string())?;
-    let address = domain::Address {
-        id: domain::AddressId::parse("bench-home").unwrap(),
-        user_id: domain::UserId::parse("alice").unwrap(),
-        fields: serde_json::Map::new(),
-    };
-    store.upsert_address(&address).await.map_err(|e| e.to_string())?;
-    let services = domain::usecases::Services {
-        catalog: std::sync::Arc::new(store.clone()),
-        orders: std::sync::Arc::new(store.clone()),
-        updates: std::sync::Arc::new(store.clone()),
-        expiry: std::sync::Arc::new(store.clone()),
-        list: std::sync::Arc::new(store.clone()),
-        supplier: std::sync::Arc::new(infra::supplier::NoSupplier),
-        clock: std::sync::Arc::new(domain::ports::SystemClock),
-        metrics: std::sync::Arc::new(infra::metrics::EmfMetrics),
-    };
-    let cmd = domain::usecases::request::parse_create_order(
-        br#"{"product_id": "bench-fridge", "address_id": "bench-home", "quantity": 1}"#,
+/// The issue's targets: bootstrap ≤ 5 MB, CPU per warm invoke ≤ 0.5 ms, spawn → first response ≤ 15 ms,
+/// peak RSS ≤ 10 MB; a row saying which a measurement meets.
+pub fn target_row(m: &Measurement) -> String {
+    let mark = |ok: bool| if ok { "met" } else { "missed" };
+    let own = m.first_response.saturating_sub(m.first_response_emulator);
+    format!(
+        "| {} | {:.2} MB {} | {:.3} ms {} | {:.2} ms {}; {:.2} ms {} without the emulator's {:.2} ms | {:.1} MB {} |",
+        m.name,
+        m.size_bytes as f64 / 1_000_000.0,
+        mark(m.size_bytes <= 5_000_000),
+        m.cpu_per_invoke.as_secs_f64() * 1000.0,
+        mark(m.cpu_per_invoke <= Duration::from_micros(500)),
+        m.first_response.as_secs_f64() * 1000.0,
+        mark(m.first_response <= Duration::from_millis(15)),
+        own.as_secs_f64() * 1000.0,
+        mark(own <= Duration::from_millis(15)),
+        m.first_response_emulator.as_secs_f64() * 1000.0,
+        m.peak_rss_kib as f64 / 1024.0,
+        mark(m.peak_rss_kib <= 10 * 1024),
     )
-    .map_err(|e| e.to_string())?;
-    let user = domain::UserId::parse("alice").unwrap();
-    let placed = domain::usecases::create_orders(&services, &user, &cmd, None)
-        .await
-        .map_err(|e| e.to_string())?;
-    let domain::usecases::Placed::Created(created) = placed else {
-        return Err("no order created".into());
-    };
-    Ok((table, created.orders[0].id.to_string()))
 }
 
-/// Makes the event of invoke `n`.
-pub type EventMaker = Box<dyn Fn(usize) -> Value + Send + Sync>;
-
-/// The functions the harness knows how to feed: name, event for invoke n, expected status.
-pub fn api_functions(order_id: &str) -> Vec<(&'static str, EventMaker, u16)> {
-    let order = order_id.to_owned();
-    vec![
-        (
-            "create_order",
-            Box::new(|_| {
-                let body = serde_json::json!({"product_id": "bench-fridge", "address_id": "bench-home", "quantity": 1});
-                api_event(
-                    "POST",
-                    "/api/orders/create_order/",
-                    "POST /api/orders/create_order/",
-                    Some(&body),
-                    None,
-                )
-            }),
-            201,
-        ),
-        (
-            "get_order",
-            Box::new(move |_| {
-                let path = format!("/api/orders/{order}/");
-                api_event("GET", &path, "GET /api/orders/{order_id}/", None, Some(&order))
-            }),
-            200,
-        ),
-    ]
-}
-
-/// Accepts an API Gateway response with `status`.
-pub fn expect_status(status: u16) -> impl Fn(&Value) -> Result<(), String> {
-    move |response: &Value| match response["statusCode"].as_u64() {
-        Some(s) if s == u64::from(status) => Ok(()),
-        _ => Err(format!("expected {status}, got {response}")),
-    }
-}
+pub mod fixture;

@@ -1,7 +1,7 @@
-//! Measures the functions' `bootstrap` binaries under a loopback Lambda Runtime API and writes the table
-//! into BENCHMARKS.md. Build them first (`cargo build --release -p create_order -p get_order`), then
-//! `cargo run -p lambda-bench -- --invokes 200`. The harness itself may be a debug build: CPU and memory
-//! are read from the function's own process.
+//! Measures the functions' `bootstrap` binaries under a loopback Lambda Runtime API and writes the tables
+//! into BENCHMARKS.md, between its `<!-- bench:start -->` and `<!-- bench:end -->` lines. Build the
+//! functions first (`scripts/bench.sh` does both). The harness itself may be a debug build: CPU and
+//! memory are read from the function's own process.
 
 use std::path::PathBuf;
 
@@ -13,38 +13,50 @@ struct Args {
     #[arg(long, default_value = "target/release")]
     binaries: PathBuf,
     /// Warm invokes per function.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 500)]
     invokes: usize,
-    /// Where to write the table.
+    /// Runs per function (each a fresh process); every figure reported is the median over the runs.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Only these functions (repeatable); every function by default.
+    #[arg(long)]
+    only: Vec<String>,
+    /// Where to write the tables (the part between the markers is replaced); `-` prints them only.
     #[arg(long, default_value = "BENCHMARKS.md")]
     out: PathBuf,
 }
+
+const START: &str = "<!-- bench:start -->";
+const END: &str = "<!-- bench:end -->";
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let endpoint = e2e::moto_endpoint()?;
     let proxy = lambda_bench::CountingProxy::start(endpoint.clone()).await?;
-    let (table, order) = lambda_bench::prepare(&endpoint).await?;
-    let env = vec![
-        ("TABLE_NAME".to_owned(), table),
-        ("DYNAMODB_ENDPOINT".to_owned(), proxy.endpoint.clone()),
-    ];
-    let mut rows = Vec::new();
-    for (name, event, status) in lambda_bench::api_functions(&order) {
-        let bootstrap = args.binaries.join(name);
-        let m = lambda_bench::measure(
-            name,
-            &bootstrap,
-            &env,
-            &proxy,
-            args.invokes,
-            event,
-            lambda_bench::expect_status(status),
-        )
-        .await?;
+    let runs = args.runs.max(1);
+    let fixture = lambda_bench::fixture::prepare(&endpoint, runs * (args.invokes + 1)).await?;
+    let (mut rows, mut targets) = (Vec::new(), Vec::new());
+    for f in lambda_bench::fixture::functions(&fixture, &proxy.endpoint) {
+        if !args.only.is_empty() && !args.only.iter().any(|o| o == f.name) {
+            continue;
+        }
+        let bootstrap = args.binaries.join(f.name);
+        let mut measured = Vec::with_capacity(runs);
+        for run in 0..runs {
+            // Each run's events start where the last run's ended, so no order is acted on twice.
+            let offset = run * (args.invokes + 1);
+            let event = |n: usize| (f.event)(offset + n);
+            let m = lambda_bench::measure(f.name, &bootstrap, &f.env, &proxy, args.invokes, event, &f.check)
+                .await
+                .map_err(|e| format!("{}: {e}", f.name))?;
+            eprintln!("{}", lambda_bench::row(&m));
+            measured.push(m);
+        }
+        let m = lambda_bench::median(&measured).ok_or("no runs")?;
         println!("{}", lambda_bench::row(&m));
         rows.push(lambda_bench::row(&m));
+        targets.push(lambda_bench::target_row(&m));
     }
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -55,13 +67,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .unwrap_or_default();
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
-    let text = format!(
-        "# Benchmarks\n\nMeasured by `cargo run -p lambda-bench` on {}, {cores} cores ({cpu}); release bootstraps from `target/release` (profile in Cargo.toml), DynamoDB on moto over loopback through a counting proxy. Latencies include the harness's own loopback Runtime API; CPU and peak RSS are the function process's own (`/proc`).\n\n\
-         | function | bootstrap | spawn → first /next | spawn → first response | warm p50 / p99 | CPU per warm invoke | peak RSS | DynamoDB requests per invoke | invokes |\n\
-         |---|---|---|---|---|---|---|---|---|\n{}\n",
+    let tables = format!(
+        "{START}\nMeasured by `scripts/bench.sh` on {}, {cores} cores ({cpu}), x86_64; bootstraps from `{}`, DynamoDB and SQS on moto over loopback through a counting proxy; {} warm invokes per function after one cold invoke, {} runs per function (fresh processes), medians. Latencies include the harness's own loopback Runtime API; CPU (utime + stime, 10 ms ticks) and peak RSS (VmHWM) are the function process's own.\n\n{}\n{}\n\nAgainst the targets (bootstrap ≤ 5 MB, CPU per warm invoke ≤ 0.5 ms, spawn → first response ≤ 15 ms, peak RSS ≤ 10 MB):\n\n| function | bootstrap | CPU per warm invoke | spawn → first response | peak RSS |\n|---|---|---|---|---|\n{}\n{END}",
         chrono::Utc::now().format("%Y-%m-%d"),
-        rows.join("\n")
+        args.binaries.display(),
+        args.invokes,
+        runs,
+        lambda_bench::TABLE_HEADER,
+        rows.join("\n"),
+        targets.join("\n"),
     );
+    if args.out.as_os_str() == "-" {
+        println!("{tables}");
+        return Ok(());
+    }
+    let current = std::fs::read_to_string(&args.out).unwrap_or_default();
+    let text = match (current.find(START), current.find(END)) {
+        (Some(s), Some(e)) if s < e => format!("{}{tables}{}", &current[..s], &current[e + END.len()..]),
+        _ => format!("# Benchmarks\n\n{tables}\n\n{current}"),
+    };
     std::fs::write(&args.out, text)?;
     Ok(())
 }

@@ -1,47 +1,41 @@
-//! The harness runs a function end to end once (a debug build, a few invokes): a check that it works,
-//! not a measurement; figures come from the command, never from tests.
+//! The harness runs every function end to end (debug builds, a cold invoke and two warm ones): a check
+//! that each bootstrap starts under the Runtime API and answers its events, not a measurement; figures
+//! come from the command (`scripts/bench.sh`), never from tests.
 
 use std::path::PathBuf;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_harness_runs_a_function_end_to_end() {
+async fn the_harness_runs_every_function_end_to_end() {
     let Some(endpoint) = e2e::emulator() else { return };
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .unwrap()
         .to_path_buf();
+    let proxy = lambda_bench::CountingProxy::start(endpoint.clone()).await.unwrap();
+    let fixture = lambda_bench::fixture::prepare(&endpoint, 3).await.unwrap();
+    let functions = lambda_bench::fixture::functions(&fixture, &proxy.endpoint);
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let built = std::process::Command::new(cargo)
-        .args(["build", "--quiet", "-p", "get_order", "-p", "create_order"])
-        .current_dir(&root)
-        .status()
-        .expect("cargo build");
-    assert!(built.success());
+    let mut build = std::process::Command::new(cargo);
+    build.args(["build", "--quiet"]).current_dir(&root);
+    for f in &functions {
+        build.args(["-p", f.name]);
+    }
+    assert!(build.status().expect("cargo build").success());
     let target = std::env::var("CARGO_TARGET_DIR").map_or_else(|_| root.join("target"), PathBuf::from);
 
-    let proxy = lambda_bench::CountingProxy::start(endpoint.clone()).await.unwrap();
-    let (table, order) = lambda_bench::prepare(&endpoint).await.unwrap();
-    let env = vec![
-        ("TABLE_NAME".to_owned(), table),
-        ("DYNAMODB_ENDPOINT".to_owned(), proxy.endpoint.clone()),
-    ];
-    for (name, event, status) in lambda_bench::api_functions(&order) {
-        let bootstrap = target.join("debug").join(name);
-        let m = lambda_bench::measure(
-            name,
-            &bootstrap,
-            &env,
-            &proxy,
-            3,
-            event,
-            lambda_bench::expect_status(status),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_eq!(m.invokes, 3);
+    assert_eq!(functions.len(), 9, "every function is benchmarked");
+    for f in &functions {
+        let bootstrap = target.join("debug").join(f.name);
+        let m = lambda_bench::measure(f.name, &bootstrap, &f.env, &proxy, 2, &f.event, &f.check)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", f.name));
+        assert_eq!(m.invokes, 2);
         assert!(m.size_bytes > 0 && m.first_response >= m.first_next, "{m:?}");
         assert!(m.peak_rss_kib > 0, "{m:?}");
-        assert!(m.dynamodb_requests_per_invoke >= 1.0, "{m:?}");
+        assert!(m.aws_requests_per_invoke >= 1.0, "{m:?}");
+        // The connection to AWS is opened during init (the warm-up request), not by the first invoke.
+        assert_eq!(m.connections_at_init, 1, "{m:?}");
+        assert_eq!((m.connections_at_first_invoke, m.connections_warm), (0, 0), "{m:?}");
         eprintln!("{}", lambda_bench::row(&m));
     }
 }

@@ -6,8 +6,10 @@
 
 use std::time::Duration;
 
+use aws_config::environment::EnvironmentVariableCredentialsProvider;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
+use aws_credential_types::provider::SharedCredentialsProvider;
 
 /// The SDK's retry policy for every client.
 pub fn retry_config() -> RetryConfig {
@@ -26,22 +28,48 @@ pub fn timeout_config() -> TimeoutConfig {
         .build()
 }
 
-/// The environment's AWS configuration, pointed at `endpoint` when given (DynamoDB Local, moto). A local
+/// The AWS configuration a function reads from its environment, pointed at `endpoint` when given
+/// (DynamoDB Local, moto): the region from `AWS_REGION` (or `AWS_DEFAULT_REGION`) and the credentials
+/// from `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`, which is where Lambda puts
+/// the execution role's. Nothing else is consulted (no profile files, IMDS, container or SSO
+/// credentials), which keeps those providers out of the function binaries (BENCHMARKS.md). A local
 /// endpoint with no credentials or region in the environment gets dummy ones.
-pub async fn config(endpoint: Option<&str>) -> aws_config::SdkConfig {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+pub fn config(endpoint: Option<&str>) -> aws_config::SdkConfig {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let region = var("AWS_REGION")
+        .or_else(|| var("AWS_DEFAULT_REGION"))
+        .or_else(|| endpoint.map(|_| "us-east-1".to_owned()));
+    let credentials = match endpoint {
+        Some(_) if var("AWS_ACCESS_KEY_ID").is_none() => SharedCredentialsProvider::new(
+            aws_credential_types::Credentials::new("local", "local", None, None, "local"),
+        ),
+        _ => SharedCredentialsProvider::new(EnvironmentVariableCredentialsProvider::new()),
+    };
+    let mut config = aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(region.map(aws_config::Region::new))
+        .credentials_provider(credentials)
         .retry_config(retry_config())
         .timeout_config(timeout_config());
-    if let Some(endpoint) = endpoint {
-        loader = loader.endpoint_url(endpoint);
-        if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
-            loader = loader.credentials_provider(aws_credential_types::Credentials::new(
-                "local", "local", None, None, "local",
-            ));
-        }
-        if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none() {
-            loader = loader.region(aws_config::Region::new("us-east-1"));
-        }
+    config.set_endpoint_url(endpoint.map(str::to_owned));
+    config.build()
+}
+
+/// Logs how opening a client's connection during init went (see `DynamoStore::warm_up`): at debug level
+/// when it worked, as a warning when it did not (the function still starts; its first request connects).
+pub fn log_warm_up<T, E: std::error::Error + 'static>(
+    service: &str,
+    started: std::time::Instant,
+    result: &Result<T, E>,
+) {
+    let elapsed_ms = started.elapsed().as_millis() as u64;
+    match result {
+        Ok(_) => tracing::debug!(service, elapsed_ms, "connection opened during init"),
+        Err(err) => tracing::warn!(
+            service,
+            elapsed_ms,
+            error = %aws_sdk_dynamodb::error::DisplayErrorContext(err),
+            "could not open the connection during init; the first request will"
+        ),
     }
-    loader.load().await
 }

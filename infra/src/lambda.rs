@@ -42,23 +42,15 @@ pub fn required(name: &str) -> Result<String, Error> {
     }
 }
 
-/// The services over the DynamoDB table the configuration names, and the supplier's stock API when
-/// `SUPPLIER_BASE_URL` is set (without it, supplier-held products answer `503`).
+/// The services over the DynamoDB table the configuration names, its connection opened during init.
+/// Supplier-held products answer `503` through them: only the functions that place orders need the
+/// supplier's API ([`services_with_supplier`]), and only they link its HTTP client.
 pub async fn services(config: &Config) -> Services {
-    let supplier: Arc<dyn domain::ports::SupplierStock> = match &config.supplier {
-        Some(supplier) => match crate::supplier::HttpSupplier::new(supplier.clone()) {
-            Ok(client) => Arc::new(client),
-            Err(err) => {
-                tracing::error!(error = %err, "supplier client could not be built; supplier-held products answer 503");
-                Arc::new(crate::supplier::NoSupplier)
-            }
-        },
-        None => Arc::new(crate::supplier::NoSupplier),
-    };
     let store = Arc::new(crate::dynamodb::DynamoStore::new(
-        crate::dynamodb::client(config.dynamodb_endpoint.as_deref()).await,
+        crate::dynamodb::client(config.dynamodb_endpoint.as_deref()),
         config.table.clone(),
     ));
+    store.warm_up().await;
     let clock: Arc<dyn domain::ports::Clock> = Arc::new(domain::ports::SystemClock);
     Services {
         // Warm invocations answer product and address reads from memory (docs/api.md §11).
@@ -67,16 +59,38 @@ pub async fn services(config: &Config) -> Services {
         updates: store.clone(),
         expiry: store.clone(),
         list: store,
-        supplier,
+        supplier: Arc::new(crate::supplier::NoSupplier),
         clock,
         metrics: Arc::new(crate::metrics::EmfMetrics),
     }
+}
+
+/// [`services`] with the supplier's stock API when `SUPPLIER_BASE_URL` is set (without it,
+/// supplier-held products answer `503`): for the functions that place orders.
+pub async fn services_with_supplier(config: &Config) -> Services {
+    let mut services = services(config).await;
+    if let Some(supplier) = &config.supplier {
+        match crate::supplier::HttpSupplier::new(supplier.clone()) {
+            Ok(client) => services.supplier = Arc::new(client),
+            Err(err) => {
+                tracing::error!(error = %err, "supplier client could not be built; supplier-held products answer 503")
+            }
+        }
+    }
+    services
 }
 
 /// Runs an API function over the standard services: logging, configuration, clients, then the loop.
 pub async fn run_api_function(handler: Handler) -> Result<(), Error> {
     crate::telemetry::init();
     let services = services(&Config::from_env()?).await;
+    run_http(services, handler).await
+}
+
+/// [`run_api_function`] for the functions that place orders, which may ask the supplier for stock.
+pub async fn run_order_placing_function(handler: Handler) -> Result<(), Error> {
+    crate::telemetry::init();
+    let services = services_with_supplier(&Config::from_env()?).await;
     run_http(services, handler).await
 }
 
@@ -122,4 +136,21 @@ where
         handler(state, event.payload, deadline).await.map_err(Error::from)
     }))
     .await
+}
+
+/// The event an EventBridge schedule delivers (`rate(…)` rules): for the local server's ticker and the
+/// benchmark harness.
+#[cfg(feature = "local")]
+pub fn scheduled_event(account: &str, region: &str, rule: &str) -> serde_json::Value {
+    serde_json::json!({
+        "version": "0",
+        "id": uuid::Uuid::new_v4().to_string(),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": account,
+        "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "region": region,
+        "resources": [format!("arn:aws:events:{region}:{account}:rule/{rule}")],
+        "detail": {},
+    })
 }

@@ -21,6 +21,25 @@ impl SqsQueue {
             url: url.into(),
         }
     }
+
+    /// Opens the connection (TCP and TLS) to SQS during the function's init, so that its first
+    /// invocation does not pay for the handshake: one GetQueueAttributes for the queue's ARN, tried once.
+    /// A failure is logged and otherwise ignored.
+    pub async fn warm_up(&self) {
+        let started = std::time::Instant::now();
+        let result = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .customize()
+            .config_override(
+                aws_sdk_sqs::Config::builder().retry_config(aws_sdk_sqs::config::retry::RetryConfig::disabled()),
+            )
+            .send()
+            .await;
+        crate::aws::log_warm_up("SQS", started, &result);
+    }
 }
 
 #[async_trait]
@@ -41,6 +60,6 @@ impl CallbackQueue for SqsQueue {
 }
 
 /// An SQS client from the environment's AWS configuration, pointed at `endpoint` when given (moto).
-pub async fn client(endpoint: Option<&str>) -> Client {
-    Client::new(&crate::aws::config(endpoint).await)
+pub fn client(endpoint: Option<&str>) -> Client {
+    Client::new(&crate::aws::config(endpoint))
 }

@@ -1,15 +1,22 @@
-//! Logging: JSON lines through `tracing`, level from `RUST_LOG` (default `info`).
+//! Logging: JSON lines through `tracing`, levels from `RUST_LOG` (default `info`).
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
-/// Installs the JSON subscriber once; later calls do nothing.
+/// Installs the JSON subscriber once; later calls do nothing. `RUST_LOG` takes a level (`info`) or
+/// per-target levels (`warn,infra=debug`), as `tracing_subscriber::filter::Targets` parses them: the
+/// span and field filters of `EnvFilter` need a regex engine the functions do without (BENCHMARKS.md).
+/// A value that does not parse is ignored for the default.
 pub fn init() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|value| value.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(LevelFilter::INFO));
+    let json = tracing_subscriber::fmt::layer()
         .json()
-        .with_env_filter(filter)
         .with_current_span(true)
         .with_span_list(false)
-        .without_time()
-        .try_init();
+        .without_time();
+    let _ = tracing_subscriber::registry().with(json).with(filter).try_init();
 }

@@ -137,29 +137,8 @@ async fn a_queue_that_cannot_take_the_event_is_503_so_the_provider_retries() {
 #[tokio::test]
 async fn the_sqs_adapter_groups_by_payment_and_deduplicates_by_event_id() {
     let Some(endpoint) = e2e::emulator() else { return };
-    let client = aws_sdk_sqs::Client::from_conf(
-        aws_sdk_sqs::Config::builder()
-            .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
-            .endpoint_url(&endpoint)
-            .region(aws_sdk_sqs::config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-                "test", "test", None, None, "test",
-            ))
-            .build(),
-    );
-    let name = format!("callbacks-{}.fifo", uuid::Uuid::now_v7().simple());
-    let created = client
-        .create_queue()
-        .queue_name(&name)
-        .attributes(aws_sdk_sqs::types::QueueAttributeName::FifoQueue, "true")
-        .attributes(
-            aws_sdk_sqs::types::QueueAttributeName::ContentBasedDeduplication,
-            "false",
-        )
-        .send()
-        .await
-        .expect("create FIFO queue");
-    let url = created.queue_url().expect("queue url").to_owned();
+    let client = e2e::sqs_client(&endpoint);
+    let url = e2e::fifo_queue(&client).await.expect("queue");
     let queue = infra::sqs::SqsQueue::new(client.clone(), url.clone());
 
     let first = event("pay_a", "evt-1", ReportedStatus::Processing, "10.00");

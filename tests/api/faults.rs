@@ -165,7 +165,7 @@ async fn through_faulty_proxy() -> Option<(e2e::TestEnv, FaultyDynamo)> {
     let env = e2e::dynamodb().await?;
     let proxy = FaultyDynamo::start(e2e::emulator()?).await;
     let store = Arc::new(DynamoStore::new(
-        infra::dynamodb::client(Some(&proxy.endpoint)).await,
+        infra::dynamodb::client(Some(&proxy.endpoint)),
         env.table_name().expect("a DynamoDB test table"),
     ));
     let env = env.with_store(store);

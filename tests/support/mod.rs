@@ -173,6 +173,39 @@ fn dynamo_config(endpoint: &str) -> aws_sdk_dynamodb::Config {
         .build()
 }
 
+/// An SQS client for the emulator with dummy credentials.
+pub fn sqs_client(endpoint: &str) -> aws_sdk_sqs::Client {
+    aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::Config::builder()
+            .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+            .endpoint_url(endpoint)
+            .region(aws_sdk_sqs::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+                "test", "test", None, None, "test",
+            ))
+            .build(),
+    )
+}
+
+/// A fresh FIFO queue as the template makes it (content-based deduplication off): its URL.
+pub async fn fifo_queue(client: &aws_sdk_sqs::Client) -> Result<String, String> {
+    let created = client
+        .create_queue()
+        .queue_name(format!("callbacks-{}.fifo", uuid::Uuid::now_v7().simple()))
+        .attributes(aws_sdk_sqs::types::QueueAttributeName::FifoQueue, "true")
+        .attributes(
+            aws_sdk_sqs::types::QueueAttributeName::ContentBasedDeduplication,
+            "false",
+        )
+        .send()
+        .await
+        .map_err(|e| format!("create FIFO queue: {e}"))?;
+    created
+        .queue_url()
+        .map(str::to_owned)
+        .ok_or_else(|| "no queue url".to_owned())
+}
+
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()

@@ -1,6 +1,6 @@
 //! Lambda entry point: wiring only.
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
     infra::telemetry::init();
     let services = infra::lambda::services(&infra::lambda::Config::from_env()?).await;

@@ -43,10 +43,11 @@ impl Receiver {
         let verifier = SignatureVerifier::from_list(&secrets)?;
         let url = infra::lambda::required("CALLBACK_QUEUE_URL")?;
         let endpoint = std::env::var("SQS_ENDPOINT").ok().filter(|v| !v.is_empty());
-        let client = infra::sqs::client(endpoint.as_deref()).await;
+        let queue = infra::sqs::SqsQueue::new(infra::sqs::client(endpoint.as_deref()), url);
+        queue.warm_up().await;
         Ok(Receiver {
             verifier,
-            queue: Arc::new(infra::sqs::SqsQueue::new(client, url)),
+            queue: Arc::new(queue),
             clock: Arc::new(domain::ports::SystemClock),
             wechatpay: WechatPay::from_env()?.map(Arc::new),
             alipay: Alipay::from_env()?.map(Arc::new),

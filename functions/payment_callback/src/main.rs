@@ -1,6 +1,6 @@
 //! Lambda entry point: wiring only.
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
     infra::telemetry::init();
     let receiver = payment_callback::Receiver::from_env().await?;

@@ -249,7 +249,7 @@ async fn open_store(args: &Args) -> Result<Store, Box<dyn std::error::Error>> {
         return Ok(shared(store, format!("embedded SQLite at {}", args.db.display())));
     }
     let table = args.dynamodb_table.clone().unwrap_or_else(|| "orders-local".to_owned());
-    let client = infra::dynamodb::client(args.dynamodb_endpoint.as_deref()).await;
+    let client = infra::dynamodb::client(args.dynamodb_endpoint.as_deref());
     let exists = client.describe_table().table_name(&table).send().await.is_ok();
     if !exists {
         if args.dynamodb_endpoint.is_none() {
@@ -427,17 +427,7 @@ async fn expiry_ticker(services: Arc<Services>, interval: u64) {
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        let event = serde_json::json!({
-            "version": "0",
-            "id": uuid::Uuid::new_v4().to_string(),
-            "detail-type": "Scheduled Event",
-            "source": "aws.events",
-            "account": "000000000000",
-            "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            "region": "local",
-            "resources": ["arn:aws:events:local:000000000000:rule/expire-payments"],
-            "detail": {},
-        });
+        let event = infra::lambda::scheduled_event("000000000000", "local", "expire-payments");
         let event = match serde_json::from_value(event) {
             Ok(event) => event,
             Err(err) => {

@@ -56,6 +56,11 @@ fn key(pk: String, sk: &str) -> Key {
     ])
 }
 
+/// The key a function reads during init to open its connection; no item ever has it.
+pub fn warm_up() -> Key {
+    key("WARMUP#".to_owned(), "#WARMUP")
+}
+
 /// A product's key.
 pub fn product(id: &ProductId) -> Key {
     key(format!("PRODUCT#{id}"), "#PRODUCT")

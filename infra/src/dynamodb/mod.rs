@@ -140,6 +140,29 @@ impl DynamoStore {
         }
     }
 
+    /// Opens the connection (TCP and TLS) to DynamoDB during a function's init, so that its first
+    /// invocation does not pay for the handshake in the request path: one eventually consistent GetItem
+    /// of a key no item has (half a read unit), tried once within the attempt timeout. A failure is
+    /// logged and otherwise ignored: the function still starts, and its first request connects.
+    pub async fn warm_up(&self) {
+        let started = std::time::Instant::now();
+        let result = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(keys::warm_up()))
+            .projection_expression("#pk")
+            .expression_attribute_names("#pk", keys::PK)
+            .customize()
+            .config_override(
+                aws_sdk_dynamodb::Config::builder()
+                    .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled()),
+            )
+            .send()
+            .await;
+        crate::aws::log_warm_up("DynamoDB", started, &result);
+    }
+
     async fn get<T: serde::de::DeserializeOwned>(&self, key: keys::Key) -> Result<Option<T>, StoreError> {
         let out = self
             .client
@@ -743,6 +766,6 @@ impl OrderStore for DynamoStore {
 
 /// A DynamoDB client from the environment's AWS configuration, pointed at `endpoint` when given
 /// (DynamoDB Local, moto).
-pub async fn client(endpoint: Option<&str>) -> Client {
-    Client::new(&crate::aws::config(endpoint).await)
+pub fn client(endpoint: Option<&str>) -> Client {
+    Client::new(&crate::aws::config(endpoint))
 }
