@@ -10,6 +10,19 @@ use domain::Timestamp;
 use futures::{StreamExt, TryStreamExt};
 use serde_json::{json, Value};
 
+/// Every function the harness runs, in its order: one per crate under `functions/`.
+pub const FUNCTIONS: [&str; 9] = [
+    "create_order",
+    "create_batch_orders",
+    "get_order",
+    "create_payment",
+    "cancel_order",
+    "list_orders",
+    "payment_callback",
+    "process_payment_callbacks",
+    "expire_payments",
+];
+
 /// Makes the event of invoke `n` (0 is the cold invoke).
 pub type EventMaker = Box<dyn Fn(usize) -> Value + Send + Sync>;
 
@@ -112,9 +125,9 @@ async fn place_many(svc: &Services, n: usize) -> Result<Vec<Placement>, String> 
 }
 
 /// A fresh table and FIFO queue in the emulator at `endpoint`, holding a product with 1,000,000 in stock,
-/// alice's address, and the orders `events` invokes (cold and warm, over every run) of each function act
-/// on.
-pub async fn prepare(endpoint: &str, events: usize) -> Result<Fixture, String> {
+/// alice's address, and the orders `events` invokes (cold and warm, over every run) of each function
+/// `measured` selects (by name) act on.
+pub async fn prepare(endpoint: &str, events: usize, measured: impl Fn(&str) -> bool) -> Result<Fixture, String> {
     let client = e2e::dynamo_client(endpoint);
     let table = format!("bench-{}", uuid::Uuid::now_v7().simple());
     infra::dynamodb::schema::TableSchema::bundled()
@@ -145,9 +158,14 @@ pub async fn prepare(endpoint: &str, events: usize) -> Result<Fixture, String> {
 
     let now = services(&store, Arc::new(domain::ports::SystemClock));
     let order_to_read = place(&now).await?.order_id;
-    let for_payment = place_many(&now, events).await?;
-    let for_cancel = place_many(&now, events).await?;
-    let for_callback = place_many(&now, events).await?;
+    let wanted = |names: &[&str]| if names.iter().any(|n| measured(n)) { events } else { 0 };
+    let for_payment = place_many(&now, wanted(&["create_payment"])).await?;
+    let for_cancel = place_many(&now, wanted(&["cancel_order"])).await?;
+    let for_callback = place_many(&now, wanted(&["payment_callback", "process_payment_callbacks"])).await?;
+    // A full first page for list_orders.
+    if measured("list_orders") {
+        place_many(&now, 25).await?;
+    }
     // Placed two hours ago with the default 30-minute payment window: due now.
     let due = 10;
     let past = services(&store, Arc::new(Held(Timestamp::now().plus_seconds(-7200))));

@@ -12,7 +12,7 @@ async fn the_harness_runs_every_function_end_to_end() {
         .unwrap()
         .to_path_buf();
     let proxy = lambda_bench::CountingProxy::start(endpoint.clone()).await.unwrap();
-    let fixture = lambda_bench::fixture::prepare(&endpoint, 3).await.unwrap();
+    let fixture = lambda_bench::fixture::prepare(&endpoint, 3, |_| true).await.unwrap();
     let functions = lambda_bench::fixture::functions(&fixture, &proxy.endpoint);
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut build = std::process::Command::new(cargo);
@@ -23,7 +23,16 @@ async fn the_harness_runs_every_function_end_to_end() {
     assert!(build.status().expect("cargo build").success());
     let target = std::env::var("CARGO_TARGET_DIR").map_or_else(|_| root.join("target"), PathBuf::from);
 
-    assert_eq!(functions.len(), 9, "every function is benchmarked");
+    // Every crate under functions/ is benchmarked, in FUNCTIONS' order.
+    let mut crates: Vec<String> = std::fs::read_dir(root.join("functions"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    crates.sort();
+    let mut names: Vec<&str> = functions.iter().map(|f| f.name).collect();
+    assert_eq!(names, lambda_bench::fixture::FUNCTIONS);
+    names.sort_unstable();
+    assert_eq!(names, crates, "every function is benchmarked");
     for f in &functions {
         let bootstrap = target.join("debug").join(f.name);
         let m = lambda_bench::measure(f.name, &bootstrap, &f.env, &proxy, 2, &f.event, &f.check)

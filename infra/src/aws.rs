@@ -55,21 +55,54 @@ pub fn config(endpoint: Option<&str>) -> aws_config::SdkConfig {
     config.build()
 }
 
-/// Logs how opening a client's connection during init went (see `DynamoStore::warm_up`): at debug level
-/// when it worked, as a warning when it did not (the function still starts; its first request connects).
-pub fn log_warm_up<T, E: std::error::Error + 'static>(
+/// For the local server (which may run on a developer's machine against a real table, e.g.
+/// `--load-only`): the SDK's whole default chain (environment, profile files, container and instance
+/// credentials), pointed at `endpoint` when given. A local endpoint with no credentials or region in the
+/// environment gets dummy ones.
+#[cfg(feature = "local")]
+pub async fn config_from_default_chain(endpoint: Option<&str>) -> aws_config::SdkConfig {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .retry_config(retry_config())
+        .timeout_config(timeout_config());
+    if let Some(endpoint) = endpoint {
+        loader = loader.endpoint_url(endpoint);
+        if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
+            loader = loader.credentials_provider(aws_credential_types::Credentials::new(
+                "local", "local", None, None, "local",
+            ));
+        }
+        if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none() {
+            loader = loader.region(aws_config::Region::new("us-east-1"));
+        }
+    }
+    loader.load().await
+}
+
+/// How long a function's init waits for its warm-up request (see `DynamoStore::warm_up`).
+pub const WARM_UP_LIMIT: Duration = Duration::from_secs(2);
+
+/// Sends a client's warm-up `request` during init, waiting at most [`WARM_UP_LIMIT`], and logs how it
+/// went: at debug level when it worked, as a warning when it did not (the function still starts; its
+/// first request connects).
+pub async fn warm_up<T, E: std::error::Error + 'static>(
     service: &str,
-    started: std::time::Instant,
-    result: &Result<T, E>,
+    request: impl std::future::Future<Output = Result<T, E>>,
 ) {
+    let started = std::time::Instant::now();
+    let result = tokio::time::timeout(WARM_UP_LIMIT, request).await;
     let elapsed_ms = started.elapsed().as_millis() as u64;
     match result {
-        Ok(_) => tracing::debug!(service, elapsed_ms, "connection opened during init"),
-        Err(err) => tracing::warn!(
+        Ok(Ok(_)) => tracing::debug!(service, elapsed_ms, "connection opened during init"),
+        Ok(Err(err)) => tracing::warn!(
             service,
             elapsed_ms,
-            error = %aws_sdk_dynamodb::error::DisplayErrorContext(err),
+            error = %aws_sdk_dynamodb::error::DisplayErrorContext(&err),
             "could not open the connection during init; the first request will"
+        ),
+        Err(_) => tracing::warn!(
+            service,
+            elapsed_ms,
+            "no answer to the warm-up request in time; the first request will connect"
         ),
     }
 }

@@ -23,22 +23,16 @@ impl SqsQueue {
     }
 
     /// Opens the connection (TCP and TLS) to SQS during the function's init, so that its first
-    /// invocation does not pay for the handshake: one GetQueueAttributes for the queue's ARN, tried once.
-    /// A failure is logged and otherwise ignored.
+    /// invocation does not pay for the handshake: one GetQueueAttributes for the queue's ARN, waited for
+    /// at most `aws::WARM_UP_LIMIT`. A failure is logged and otherwise ignored.
     pub async fn warm_up(&self) {
-        let started = std::time::Instant::now();
-        let result = self
+        let request = self
             .client
             .get_queue_attributes()
             .queue_url(&self.url)
             .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-            .customize()
-            .config_override(
-                aws_sdk_sqs::Config::builder().retry_config(aws_sdk_sqs::config::retry::RetryConfig::disabled()),
-            )
-            .send()
-            .await;
-        crate::aws::log_warm_up("SQS", started, &result);
+            .send();
+        crate::aws::warm_up("SQS", request).await;
     }
 }
 

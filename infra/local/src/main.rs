@@ -249,7 +249,7 @@ async fn open_store(args: &Args) -> Result<Store, Box<dyn std::error::Error>> {
         return Ok(shared(store, format!("embedded SQLite at {}", args.db.display())));
     }
     let table = args.dynamodb_table.clone().unwrap_or_else(|| "orders-local".to_owned());
-    let client = infra::dynamodb::client(args.dynamodb_endpoint.as_deref());
+    let client = infra::dynamodb::client_from_default_chain(args.dynamodb_endpoint.as_deref()).await;
     let exists = client.describe_table().table_name(&table).send().await.is_ok();
     if !exists {
         if args.dynamodb_endpoint.is_none() {

@@ -142,25 +142,18 @@ impl DynamoStore {
 
     /// Opens the connection (TCP and TLS) to DynamoDB during a function's init, so that its first
     /// invocation does not pay for the handshake in the request path: one eventually consistent GetItem
-    /// of a key no item has (half a read unit), tried once within the attempt timeout. A failure is
+    /// of a key no item has (half a read unit), waited for at most `aws::WARM_UP_LIMIT`. A failure is
     /// logged and otherwise ignored: the function still starts, and its first request connects.
     pub async fn warm_up(&self) {
-        let started = std::time::Instant::now();
-        let result = self
+        let request = self
             .client
             .get_item()
             .table_name(&self.table)
             .set_key(Some(keys::warm_up()))
             .projection_expression("#pk")
             .expression_attribute_names("#pk", keys::PK)
-            .customize()
-            .config_override(
-                aws_sdk_dynamodb::Config::builder()
-                    .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled()),
-            )
-            .send()
-            .await;
-        crate::aws::log_warm_up("DynamoDB", started, &result);
+            .send();
+        crate::aws::warm_up("DynamoDB", request).await;
     }
 
     async fn get<T: serde::de::DeserializeOwned>(&self, key: keys::Key) -> Result<Option<T>, StoreError> {
@@ -768,4 +761,11 @@ impl OrderStore for DynamoStore {
 /// (DynamoDB Local, moto).
 pub fn client(endpoint: Option<&str>) -> Client {
     Client::new(&crate::aws::config(endpoint))
+}
+
+/// A DynamoDB client for the local server: the SDK's default credential chain (profiles included), pointed
+/// at `endpoint` when given.
+#[cfg(feature = "local")]
+pub async fn client_from_default_chain(endpoint: Option<&str>) -> Client {
+    Client::new(&crate::aws::config_from_default_chain(endpoint).await)
 }
