@@ -19,6 +19,6 @@ done
 export PATH="$PWD/.venv/bin:$PATH"
 functions=()
 for dir in functions/*/; do
-  functions+=(--bin "$(basename "$dir")")
+  functions+=(-p "$(basename "$dir")")
 done
 exec cargo lambda build --release "$arch" "${functions[@]}" "${args[@]}"

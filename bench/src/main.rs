@@ -9,7 +9,7 @@ use clap::Parser;
 
 #[derive(Parser)]
 struct Args {
-    /// Where the built binaries are.
+    /// Where the built binaries are: `target/release`, or cargo-lambda's `target/lambda`.
     #[arg(long, default_value = "target/release")]
     binaries: PathBuf,
     /// Warm invokes per function.
@@ -58,7 +58,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         else {
             continue;
         };
-        let bootstrap = args.binaries.join(f.name);
+        // target/release/<name>, or cargo-lambda's layout, target/lambda/<name>/bootstrap.
+        let packaged = args.binaries.join(f.name).join("bootstrap");
+        let bootstrap = if packaged.is_file() {
+            packaged
+        } else {
+            args.binaries.join(f.name)
+        };
         let mut env = f.env.clone();
         env.push(("RUST_LOG".to_owned(), args.log.clone()));
         let mut results = Vec::with_capacity(runs);
