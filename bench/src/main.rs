@@ -48,9 +48,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .filter(|n| measured(n))
         .collect();
     for name in names {
-        // Each function gets a fresh table holding only what it acts on: the emulator answers index
-        // queries by scanning the table, so one shared, growing table would slow it down for the later
-        // functions (its time is reported apart, but the runs would take long).
+        // Each function gets a fresh table holding only what it acts on: the emulator's index queries
+        // slow down as a table grows, so one shared table would make the later functions' runs long
+        // (the emulator's time is reported apart either way).
         let fixture = lambda_bench::fixture::prepare(&endpoint, events, |n| n == name).await?;
         let Some(f) = lambda_bench::fixture::functions(&fixture, &proxy.endpoint)
             .into_iter()
