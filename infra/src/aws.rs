@@ -9,7 +9,9 @@ use std::time::Duration;
 use aws_config::environment::EnvironmentVariableCredentialsProvider;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
+use aws_config::Region;
 use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_credential_types::Credentials;
 
 /// The SDK's retry policy for every client.
 pub fn retry_config() -> RetryConfig {
@@ -28,26 +30,39 @@ pub fn timeout_config() -> TimeoutConfig {
         .build()
 }
 
+/// What a local endpoint (DynamoDB Local, moto) gets when the environment lacks it: dummy credentials
+/// without `AWS_ACCESS_KEY_ID`, `us-east-1` without `AWS_REGION` or `AWS_DEFAULT_REGION`. Nothing
+/// without an endpoint: AWS itself needs the real ones.
+fn local_stand_ins(endpoint: Option<&str>) -> (Option<Credentials>, Option<Region>) {
+    let unset = |name: &str| !matches!(std::env::var(name), Ok(v) if !v.is_empty());
+    if endpoint.is_none() {
+        return (None, None);
+    }
+    let credentials = unset("AWS_ACCESS_KEY_ID").then(|| Credentials::new("local", "local", None, None, "local"));
+    let region = (unset("AWS_REGION") && unset("AWS_DEFAULT_REGION")).then(|| Region::new("us-east-1"));
+    (credentials, region)
+}
+
 /// The AWS configuration a function reads from its environment, pointed at `endpoint` when given
 /// (DynamoDB Local, moto): the region from `AWS_REGION` (or `AWS_DEFAULT_REGION`) and the credentials
 /// from `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`, which is where Lambda puts
 /// the execution role's. Nothing else is consulted (no profile files, IMDS, container or SSO
 /// credentials), which keeps those providers out of the function binaries (BENCHMARKS.md). A local
-/// endpoint with no credentials or region in the environment gets dummy ones.
+/// endpoint gets [`local_stand_ins`] for what the environment lacks.
 pub fn config(endpoint: Option<&str>) -> aws_config::SdkConfig {
+    let (stand_in_credentials, stand_in_region) = local_stand_ins(endpoint);
     let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     let region = var("AWS_REGION")
         .or_else(|| var("AWS_DEFAULT_REGION"))
-        .or_else(|| endpoint.map(|_| "us-east-1".to_owned()));
-    let credentials = match endpoint {
-        Some(_) if var("AWS_ACCESS_KEY_ID").is_none() => SharedCredentialsProvider::new(
-            aws_credential_types::Credentials::new("local", "local", None, None, "local"),
-        ),
-        _ => SharedCredentialsProvider::new(EnvironmentVariableCredentialsProvider::new()),
+        .map(Region::new)
+        .or(stand_in_region);
+    let credentials = match stand_in_credentials {
+        Some(credentials) => SharedCredentialsProvider::new(credentials),
+        None => SharedCredentialsProvider::new(EnvironmentVariableCredentialsProvider::new()),
     };
     let mut config = aws_config::SdkConfig::builder()
         .behavior_version(aws_config::BehaviorVersion::latest())
-        .region(region.map(aws_config::Region::new))
+        .region(region)
         .credentials_provider(credentials)
         .retry_config(retry_config())
         .timeout_config(timeout_config());
@@ -57,8 +72,7 @@ pub fn config(endpoint: Option<&str>) -> aws_config::SdkConfig {
 
 /// For the local server (which may run on a developer's machine against a real table, e.g.
 /// `--load-only`): the SDK's whole default chain (environment, profile files, container and instance
-/// credentials), pointed at `endpoint` when given. A local endpoint with no credentials or region in the
-/// environment gets dummy ones.
+/// credentials), pointed at `endpoint` when given, with [`local_stand_ins`] for a local endpoint.
 #[cfg(feature = "local")]
 pub async fn config_from_default_chain(endpoint: Option<&str>) -> aws_config::SdkConfig {
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
@@ -66,14 +80,13 @@ pub async fn config_from_default_chain(endpoint: Option<&str>) -> aws_config::Sd
         .timeout_config(timeout_config());
     if let Some(endpoint) = endpoint {
         loader = loader.endpoint_url(endpoint);
-        if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
-            loader = loader.credentials_provider(aws_credential_types::Credentials::new(
-                "local", "local", None, None, "local",
-            ));
-        }
-        if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none() {
-            loader = loader.region(aws_config::Region::new("us-east-1"));
-        }
+    }
+    let (credentials, region) = local_stand_ins(endpoint);
+    if let Some(credentials) = credentials {
+        loader = loader.credentials_provider(credentials);
+    }
+    if let Some(region) = region {
+        loader = loader.region(region);
     }
     loader.load().await
 }
