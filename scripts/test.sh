@@ -4,7 +4,8 @@
 #  2. lints template.yaml with cfn-lint (any error fails),
 #  3. checks formatting and clippy (warnings are errors),
 #  4. runs every Rust test in the workspace. The DynamoDB tests start moto's server themselves
-#     (scripts/moto_server.py, on a free loopback port) and, under CI=true, fail if it cannot start.
+#     (scripts/moto_server.py, on a free loopback port) and fail if it cannot start (REQUIRE_EMULATORS=1);
+#     moto's logs are kept in target/emulator-logs and their tails printed when a test fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,4 +21,15 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "== cargo test"
-cargo test --workspace --locked "$@"
+# This script installs every emulator and tool the tests use, so none may be missing: a test that
+# cannot find one fails instead of saying SKIPPED (tests/support: tools_required).
+export REQUIRE_EMULATORS=1
+rm -rf target/emulator-logs
+if ! cargo test --workspace --locked "$@"; then
+  for log in target/emulator-logs/*.log; do
+    [ -f "$log" ] || continue
+    echo "== last lines of $log"
+    tail -n 40 "$log"
+  done
+  exit 1
+fi

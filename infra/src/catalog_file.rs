@@ -63,6 +63,17 @@ pub enum CatalogError {
     /// The file is not a valid catalogue.
     #[error("catalogue is not valid: {0}")]
     Invalid(#[from] serde_json::Error),
+    /// A product's price is above the highest unit price (docs/api.md §3): 999 units of it would
+    /// total an amount the service could not read back.
+    #[error("catalogue is not valid: product {product} costs {price}, above the highest unit price {max}")]
+    PriceTooHigh {
+        /// The product.
+        product: ProductId,
+        /// Its price.
+        price: Money,
+        /// The highest unit price.
+        max: Money,
+    },
     /// The store refused a write.
     #[error("catalogue could not be stored")]
     Store(#[from] StoreError),
@@ -71,7 +82,16 @@ pub enum CatalogError {
 impl CatalogFile {
     /// Parses catalogue JSON (ids, prices and stock sources are checked here).
     pub fn parse(text: &str) -> Result<Self, CatalogError> {
-        Ok(serde_json::from_str(text)?)
+        let file: CatalogFile = serde_json::from_str(text)?;
+        let max = domain::money::MAX_UNIT_PRICE;
+        if let Some(p) = file.products.iter().find(|p| p.price > max) {
+            return Err(CatalogError::PriceTooHigh {
+                product: p.id.clone(),
+                price: p.price,
+                max,
+            });
+        }
+        Ok(file)
     }
 
     /// The products as the domain sees them.
@@ -126,5 +146,16 @@ mod tests {
         assert!(CatalogFile::parse(r#"{"products": [{"id": "p", "name": "n", "price": 1.5}]}"#).is_err());
         assert!(CatalogFile::parse(r#"{"products": [{"id": "p", "name": "n", "price": "1.555"}]}"#).is_err());
         assert!(CatalogFile::parse(r#"{"produtcs": []}"#).is_err());
+        let highest = r#"{"products": [{"id": "p", "name": "n", "price": "1001001001.00"}]}"#;
+        assert!(CatalogFile::parse(highest).is_ok());
+        for over in ["1001001001.01", "999999999999.99"] {
+            let text = format!(r#"{{"products": [{{"id": "p", "name": "n", "price": "{over}"}}]}}"#);
+            let err = CatalogFile::parse(&text).unwrap_err();
+            assert!(matches!(err, CatalogError::PriceTooHigh { .. }), "{over}: {err}");
+            assert!(
+                err.to_string().contains("above the highest unit price 1001001001.00"),
+                "{err}"
+            );
+        }
     }
 }

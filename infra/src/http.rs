@@ -90,6 +90,59 @@ pub fn error(err: &ServiceError, request_id: &str) -> Response<Body> {
     resp
 }
 
+/// Which header keeps `lambda_http` from turning an API Gateway event into a request: it assembles
+/// `<X-Forwarded-Proto or https>://<Host or domain name><path>` and unwraps the URL parse, so a value
+/// that does not parse would panic the invocation (and, with `panic = "abort"`, the process). `None`
+/// when the URL parses (or there is no host, when it uses the path alone).
+pub fn unparsable_url_header(host: Option<&str>, forwarded_proto: Option<&str>, path: &str) -> Option<&'static str> {
+    let host = host?;
+    if url::Url::parse(&format!("https://{host}{path}")).is_err() {
+        return Some("Host");
+    }
+    match forwarded_proto {
+        Some(proto) if url::Url::parse(&format!("{proto}://{host}{path}")).is_err() => Some("X-Forwarded-Proto"),
+        _ => None,
+    }
+}
+
+/// Makes an API Gateway event safe for `lambda_http`'s conversion: a `Host` or `X-Forwarded-Proto` it
+/// could not build a URL from (see [`unparsable_url_header`]) is dropped, with a warning. No handler
+/// reads either header, so the request is otherwise answered as usual.
+pub fn guard_event(event: &mut lambda_http::request::LambdaRequest) {
+    use lambda_http::http::header::HOST;
+    #[allow(irrefutable_let_patterns)] // one variant with the features this workspace enables
+    let lambda_http::request::LambdaRequest::ApiGatewayV2(ag) = event
+    else {
+        return;
+    };
+    let raw_path = ag.raw_path.clone().unwrap_or_default();
+    let path = match ag.request_context.stage.as_deref() {
+        None | Some("$default") => raw_path,
+        Some(stage) if raw_path.starts_with(&format!("/{stage}/")) => raw_path,
+        Some(stage) => format!("/{stage}{raw_path}"),
+    };
+    for _ in 0..3 {
+        let host = ag
+            .headers
+            .get(HOST)
+            .and_then(|v| v.to_str().ok())
+            .or(ag.request_context.domain_name.as_deref());
+        let proto = ag.headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok());
+        match unparsable_url_header(host, proto, &path) {
+            None => return,
+            Some("X-Forwarded-Proto") => {
+                tracing::warn!("dropping an X-Forwarded-Proto header no URL can be built from");
+                ag.headers.remove("x-forwarded-proto");
+            }
+            Some(_) if ag.headers.contains_key(HOST) => {
+                tracing::warn!("dropping a Host header no URL can be built from");
+                ag.headers.remove(HOST);
+            }
+            Some(_) => ag.request_context.domain_name = None,
+        }
+    }
+}
+
 /// The request's `Idempotency-Key`, if it carries one: given once, 1..=255 visible ASCII characters.
 pub fn idempotency_key(req: &Request) -> Result<Option<domain::idempotency::IdempotencyKey>, ServiceError> {
     let mut values = req.headers().get_all("idempotency-key").iter();

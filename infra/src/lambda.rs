@@ -94,11 +94,17 @@ pub async fn run_order_placing_function(handler: Handler) -> Result<(), Error> {
     run_http(services, handler).await
 }
 
-/// Runs an API Gateway handler over `state`, built once and shared by every invocation.
+/// Runs an API Gateway handler over `state`, built once and shared by every invocation. Each event is
+/// guarded ([`crate::http::guard_event`]) before `lambda_http` turns it into a request, so no header a
+/// client sent can panic the conversion.
 pub async fn run_http<S: Sync + 'static>(state: S, handler: Handler<S>) -> Result<(), Error> {
+    use lambda_http::request::LambdaRequest;
+    use lambda_http::Service;
     let state = &state;
-    lambda_http::run(service_fn(move |req| async move {
-        Ok::<_, std::convert::Infallible>(handler(state, req).await)
+    let answer = move |req| async move { Ok::<_, std::convert::Infallible>(handler(state, req).await) };
+    lambda_http::lambda_runtime::run(service_fn(move |mut event: LambdaEvent<LambdaRequest>| {
+        crate::http::guard_event(&mut event.payload);
+        lambda_http::Adapter::from(service_fn(answer)).call(event)
     }))
     .await
 }

@@ -19,8 +19,16 @@ pub const RETENTION_MINUTES: u32 = 24 * 60;
 pub struct IdempotencyKey(String);
 
 impl IdempotencyKey {
-    /// Accepts 1..=255 visible ASCII characters; anything else is a validation error on the header.
+    /// Accepts 1..=255 visible ASCII characters other than a comma; anything else is a validation error
+    /// on the header. A comma is how API Gateway (payload 2.0) joins a header sent more than once, so a
+    /// key with one may be two keys: the request is refused rather than guessed at.
     pub fn parse(text: &str) -> Result<Self, ServiceError> {
+        if text.contains(',') {
+            return Err(ServiceError::field(
+                "Idempotency-Key",
+                "must be given once (a comma is how a repeated header arrives)",
+            ));
+        }
         if (1..=255).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_graphic()) {
             Ok(IdempotencyKey(text.to_owned()))
         } else {
@@ -154,7 +162,16 @@ mod tests {
     fn keys_are_1_to_255_visible_ascii() {
         assert!(IdempotencyKey::parse("a").is_ok());
         assert!(IdempotencyKey::parse(&"x".repeat(255)).is_ok());
-        for bad in ["", "has space", "tab\t", "é", &"x".repeat(256)] {
+        for bad in [
+            "",
+            "has space",
+            "tab\t",
+            "é",
+            "clé-42",
+            &"x".repeat(256),
+            "k-1,k-2",
+            "k-1,k-1",
+        ] {
             assert!(IdempotencyKey::parse(bad).is_err(), "{bad:?}");
         }
     }

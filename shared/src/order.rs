@@ -156,8 +156,9 @@ pub struct OrderDraft<'a> {
 }
 
 impl Order {
-    /// A new `pending` order at the product's current price, with its creation in the history.
-    pub fn new_pending(draft: OrderDraft<'_>, now: Timestamp) -> Order {
+    /// A new `pending` order at the product's current price, with its creation in the history; refused
+    /// when its total would be an amount no one could read back (a price beyond the catalogue's limit).
+    pub fn new_pending(draft: OrderDraft<'_>, now: Timestamp) -> Result<Order, crate::money::AmountOutOfRange> {
         let OrderDraft {
             user_id,
             product,
@@ -165,7 +166,8 @@ impl Order {
             address,
             ttl_minutes,
         } = draft;
-        Order {
+        let total_amount = product.price.times(quantity.get())?;
+        Ok(Order {
             id: OrderId::generate(),
             user_id: user_id.clone(),
             product_id: product.id.clone(),
@@ -173,7 +175,7 @@ impl Order {
             stock_source: product.stock_source,
             quantity,
             unit_price: product.price,
-            total_amount: product.price.times(quantity.get()),
+            total_amount,
             status: OrderStatus::Pending,
             address,
             ttl_minutes,
@@ -188,7 +190,7 @@ impl Order {
                 at: now,
             }],
             version: 0,
-        }
+        })
     }
 
     /// Moves the order to `to` if the state machine allows it, recording who did it and why.
@@ -243,7 +245,7 @@ pub(crate) mod testing {
             address: AddressSnapshot::default(),
             ttl_minutes: TtlMinutes::new(ttl).unwrap(),
         };
-        Order::new_pending(draft, Timestamp::parse("2026-11-25T07:00:00Z").unwrap())
+        Order::new_pending(draft, Timestamp::parse("2026-11-25T07:00:00Z").unwrap()).unwrap()
     }
 }
 

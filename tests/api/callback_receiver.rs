@@ -94,6 +94,17 @@ async fn only_verified_well_formed_notifications_are_enqueued() {
     // Signed but malformed: 400 in the catalogue shape, nothing enqueued.
     for (name, bad, code) in [
         ("bad amount", body("12.345"), "INVALID_AMOUNT_FORMAT"),
+        // A JSON number is never read as an amount (its exact literal is gone once parsed).
+        (
+            "amount a float",
+            body("0").replace("\"amount\":\"0\"", "\"amount\":3299.0000000000001"),
+            "INVALID_AMOUNT_FORMAT",
+        ),
+        (
+            "amount an integer",
+            body("0").replace("\"amount\":\"0\"", "\"amount\":3299"),
+            "INVALID_AMOUNT_FORMAT",
+        ),
         ("bad status", good.replace("succeeded", "paid"), "VALIDATION_ERROR"),
         ("not json", "{".to_owned(), "VALIDATION_ERROR"),
     ] {

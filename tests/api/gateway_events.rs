@@ -116,3 +116,42 @@ async fn undecodable_path_parameters_are_not_found_in_the_catalogue_shape() {
         );
     }
 }
+
+/// An event as a deployed API could deliver it, but with `Host` and `X-Forwarded-Proto` values no URL can
+/// be built from: `lambda_http`'s own conversion unwraps that URL parse (and would abort the process,
+/// built with `panic = "abort"`); the wiring's guard drops those headers first and the handler answers.
+#[tokio::test]
+async fn a_host_or_forwarded_proto_no_url_can_be_built_from_cannot_crash_a_handler() {
+    let path = format!("{}/fixtures/apigw/create_order.json", env!("CARGO_MANIFEST_DIR"));
+    let fixture = std::fs::read_to_string(&path).unwrap();
+    for (host, proto) in [
+        ("a b", "https"),
+        ("[", "https"),
+        ("x:99999999", "https"),
+        ("%", "https"),
+        ("x", "1bad"),
+        ("x", "://"),
+    ] {
+        let text = fixture
+            .replace("abc123.execute-api.ap-east-1.amazonaws.com", host)
+            .replace(
+                "\"x-forwarded-proto\": \"https\"",
+                &format!("\"x-forwarded-proto\": \"{proto}\""),
+            );
+        assert_ne!(text, fixture);
+
+        let unguarded = std::panic::catch_unwind(|| lambda_http::request::from_str(&text));
+        assert!(
+            unguarded.is_err(),
+            "{host} / {proto}: lambda_http no longer panics; the guard may be dropped"
+        );
+
+        let mut event: lambda_http::request::LambdaRequest = serde_json::from_str(&text).unwrap();
+        infra::http::guard_event(&mut event);
+        let request: Request = event.into();
+        let env = shop().await;
+        let (status, body) = read(create_order::handle(&env.svc, request).await);
+        assert_eq!(status, 201, "{host} / {proto}: {body}");
+        assert_eq!(body["order"]["user_id"], "alice");
+    }
+}

@@ -84,6 +84,48 @@ impl Metrics for RecordedMetrics {
     }
 }
 
+/// Every row of every table of the SQLite database at `path` (the store's own tables, whatever they
+/// are: a table added later is compared too), keyed by table and row id, each row as a JSON object of
+/// its columns.
+pub fn sqlite_snapshot(path: &Path) -> BTreeMap<String, Value> {
+    use rusqlite::types::ValueRef;
+    let conn = rusqlite::Connection::open(path).expect("open sqlite for snapshot");
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+        .expect("list tables")
+        .query_map([], |r| r.get(0))
+        .expect("query tables")
+        .map(|t| t.expect("table name"))
+        .collect();
+    assert!(!tables.is_empty(), "no tables in {}", path.display());
+    let mut out = BTreeMap::new();
+    for table in tables {
+        let mut stmt = conn
+            .prepare(&format!("SELECT rowid, * FROM \"{table}\""))
+            .expect("prepare snapshot");
+        let columns: Vec<String> = stmt.column_names().map(str::to_owned).collect();
+        let mut rows = stmt.query([]).expect("query snapshot");
+        while let Some(row) = rows.next().expect("row") {
+            let mut object = serde_json::Map::new();
+            for (i, column) in columns.iter().enumerate().skip(1) {
+                let value = match row.get_ref(i).expect("column") {
+                    ValueRef::Null => Value::Null,
+                    ValueRef::Integer(n) => Value::from(n),
+                    ValueRef::Real(x) => Value::from(x),
+                    // A JSON document column is compared (and shown) as the JSON it holds.
+                    ValueRef::Text(t) if column == "doc" => serde_json::from_slice(t).expect("doc column holds JSON"),
+                    ValueRef::Text(t) => Value::from(String::from_utf8_lossy(t).into_owned()),
+                    ValueRef::Blob(b) => Value::from(hex::encode(b)),
+                };
+                object.insert(column.clone(), value);
+            }
+            let rowid: i64 = row.get(0).expect("rowid");
+            out.insert(format!("{table}|{rowid}"), Value::Object(object));
+        }
+    }
+    out
+}
+
 /// A fresh SQLite store in its own temporary directory.
 pub async fn sqlite() -> TestEnv {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -187,16 +229,18 @@ pub fn sqs_client(endpoint: &str) -> aws_sdk_sqs::Client {
     )
 }
 
-/// A fresh FIFO queue as the template makes it (content-based deduplication off): its URL.
+/// A fresh FIFO queue as the template makes it (content-based deduplication off, deduplication and
+/// throughput per message group): its URL. moto accepts the per-group attributes but deduplicates
+/// across the whole queue; the local queue's own tests check the per-group scope.
 pub async fn fifo_queue(client: &aws_sdk_sqs::Client) -> Result<String, String> {
+    use aws_sdk_sqs::types::QueueAttributeName;
     let created = client
         .create_queue()
         .queue_name(format!("callbacks-{}.fifo", uuid::Uuid::now_v7().simple()))
-        .attributes(aws_sdk_sqs::types::QueueAttributeName::FifoQueue, "true")
-        .attributes(
-            aws_sdk_sqs::types::QueueAttributeName::ContentBasedDeduplication,
-            "false",
-        )
+        .attributes(QueueAttributeName::FifoQueue, "true")
+        .attributes(QueueAttributeName::ContentBasedDeduplication, "false")
+        .attributes(QueueAttributeName::DeduplicationScope, "messageGroup")
+        .attributes(QueueAttributeName::FifoThroughputLimit, "perMessageGroupId")
         .send()
         .await
         .map_err(|e| format!("create FIFO queue: {e}"))?;
@@ -213,13 +257,19 @@ fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// The emulator's endpoint for a test that needs it. Under `CI=true` a missing emulator fails the test;
-/// elsewhere the test says `SKIPPED` and why, and gets `None`.
+/// Whether a missing emulator (or any tool a test needs) must fail the test: under `CI=true`, and
+/// whenever `REQUIRE_EMULATORS=1` (scripts/test.sh sets it, since it installs them).
+pub fn tools_required() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true") || std::env::var("REQUIRE_EMULATORS").is_ok_and(|v| v == "1")
+}
+
+/// The emulator's endpoint for a test that needs it. Where [`tools_required`], a missing emulator fails
+/// the test; elsewhere the test says `SKIPPED` and why, and gets `None`.
 pub fn emulator() -> Option<String> {
     match moto_endpoint() {
         Ok(endpoint) => Some(endpoint),
-        Err(why) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("DynamoDB emulator unavailable under CI: {why}")
+        Err(why) if tools_required() => {
+            panic!("DynamoDB emulator unavailable (CI=true or REQUIRE_EMULATORS=1): {why}")
         }
         Err(why) => {
             eprintln!("SKIPPED (no DynamoDB emulator; run scripts/test.sh): {why}");
@@ -241,22 +291,37 @@ pub fn moto_endpoint() -> Result<String, String> {
         if !python.exists() {
             return Err(format!("{} not found", python.display()));
         }
+        // The emulator's own log is kept (one file per test binary) and quoted when it fails to start;
+        // scripts/test.sh prints the tails of these files when the tests fail.
+        let logs = root.join("target/emulator-logs");
+        std::fs::create_dir_all(&logs).map_err(|e| format!("cannot make {}: {e}", logs.display()))?;
+        let log_path = logs.join(format!("moto-{}.log", std::process::id()));
+        let log = std::fs::File::create(&log_path).map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
         let mut child = Command::new(&python)
             .arg(root.join("scripts/moto_server.py"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .map_err(|e| format!("cannot start moto: {e}"))?;
+        let log_tail = || {
+            let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            format!(
+                "{} ends:\n{}",
+                log_path.display(),
+                lines[lines.len().saturating_sub(20)..].join("\n")
+            )
+        };
         let stdout = child.stdout.take().ok_or("no stdout from moto")?;
         let mut line = String::new();
         BufReader::new(stdout)
             .read_line(&mut line)
-            .map_err(|e| format!("moto did not report its port: {e}"))?;
+            .map_err(|e| format!("moto did not report its port: {e}; {}", log_tail()))?;
         let port: u16 = line
             .trim()
             .parse()
-            .map_err(|_| format!("moto printed {line:?}, not a port"))?;
+            .map_err(|_| format!("moto printed {line:?}, not a port; {}", log_tail()))?;
         Ok((format!("http://127.0.0.1:{port}"), Mutex::new(child)))
     });
     started
@@ -394,24 +459,7 @@ impl TestEnv {
                     }
                 }
             }
-            Raw::Sqlite { path, .. } => {
-                let conn = rusqlite::Connection::open(path).expect("open sqlite for snapshot");
-                let mut out = BTreeMap::new();
-                for (table, sql) in [
-                    ("products", "SELECT id, json_object('name', name, 'price', price, 'stock', stock, 'source', stock_source, 'active', active) FROM products"),
-                    ("addresses", "SELECT id, json_object('user_id', user_id, 'fields', fields) FROM addresses"),
-                    ("orders", "SELECT id, doc FROM orders"),
-                    ("payments", "SELECT id, doc FROM payments"),
-                ] {
-                    let mut stmt = conn.prepare(sql).expect("prepare snapshot");
-                    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))).expect("query snapshot");
-                    for row in rows {
-                        let (id, doc) = row.expect("row");
-                        out.insert(format!("{table}|{id}"), serde_json::from_str(&doc).expect("json row"));
-                    }
-                }
-                out
-            }
+            Raw::Sqlite { path, .. } => sqlite_snapshot(path),
         }
     }
 
@@ -452,10 +500,15 @@ impl TestEnv {
         for (key, value) in snapshot {
             let is_order = key.starts_with("orders|") || key.ends_with("|#ORDER");
             let is_payment = key.starts_with("payments|") || key.contains("|PAYMENT#");
+            // SQLite rows keep the record in their `doc` column; DynamoDB items are the record.
+            let record = match value.get("doc") {
+                Some(doc) if key.starts_with("orders|") || key.starts_with("payments|") => doc.clone(),
+                _ => value,
+            };
             if is_order {
-                orders.push(serde_json::from_value(value).expect("order record"));
+                orders.push(serde_json::from_value(record).expect("order record"));
             } else if is_payment {
-                payments.push(serde_json::from_value(value).expect("payment record"));
+                payments.push(serde_json::from_value(record).expect("payment record"));
             }
         }
         (orders, payments)

@@ -65,9 +65,11 @@ enum Refused {
     Answer(ServiceError),
 }
 
-/// Reads the request head into `buf`, checking it against `limits` as it arrives.
+/// Reads the request head into `buf`, checking it against `limits` as it arrives, and refuses a head
+/// hyper would refuse with an empty `400` (a malformed request line or header line, a version other
+/// than HTTP/1.0 or 1.1, an invalid or repeated `Content-Length`, a `Transfer-Encoding` other than
+/// `chunked`) so that it too is answered in the catalogue's shape.
 async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>, limits: &Limits) -> Result<(), Refused> {
-    let too_long = || Refused::Answer(ServiceError::UriTooLong { limit: limits.max_uri });
     let too_large = || {
         Refused::Answer(ServiceError::HeadersTooLarge {
             max_headers: limits.max_headers,
@@ -81,31 +83,71 @@ async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>, limits: &Limits) -
             return Err(Refused::Closed);
         }
         buf.extend_from_slice(&chunk[..read]);
-        let line_end = buf.windows(2).position(|w| w == b"\r\n");
-        // The request line: `METHOD SP target SP version`.
+        // The request line: `METHOD SP target SP version`, ended by LF (CRLF, or bare LF as hyper allows).
+        let line_end = buf.iter().position(|b| *b == b'\n');
         let request_line = &buf[..line_end.unwrap_or(buf.len())];
         let target = request_line
             .split(|b| *b == b' ')
             .nth(1)
             .map_or(request_line.len(), <[u8]>::len);
         if target > limits.max_uri {
-            return Err(too_long());
+            return Err(Refused::Answer(ServiceError::UriTooLong { limit: limits.max_uri }));
         }
         let Some(line_end) = line_end else { continue };
-        let headers = &buf[line_end + 2..];
-        let end = headers.windows(4).position(|w| w == b"\r\n\r\n");
-        let header_bytes = end.map_or(headers.len(), |e| e + 2);
-        let header_lines = headers[..header_bytes.min(headers.len())]
-            .windows(2)
-            .filter(|w| *w == b"\r\n")
-            .count();
-        if header_lines > limits.max_headers || header_bytes > limits.max_header_bytes {
+        let mut slots = vec![httparse::EMPTY_HEADER; limits.max_headers];
+        let mut request = httparse::Request::new(&mut slots);
+        let parsed = request.parse(buf);
+        let head_end = match parsed {
+            Ok(httparse::Status::Complete(end)) => end,
+            Ok(httparse::Status::Partial) => buf.len(),
+            Err(httparse::Error::TooManyHeaders) => return Err(too_large()),
+            Err(err) => return Err(malformed("request", &format!("malformed request head ({err})"))),
+        };
+        let header_bytes = head_end - (line_end + 1);
+        let header_lines = buf[line_end + 1..head_end].iter().filter(|b| **b == b'\n').count();
+        if header_lines > limits.max_headers + 1 || header_bytes > limits.max_header_bytes {
             return Err(too_large());
         }
-        if end.is_some() || headers.starts_with(b"\r\n") {
-            return Ok(());
+        if matches!(parsed, Ok(httparse::Status::Complete(_))) {
+            return check_framing(request.headers);
         }
     }
+}
+
+fn malformed(field: &str, message: &str) -> Refused {
+    Refused::Answer(ServiceError::field(field, message))
+}
+
+/// How the body is framed must be unambiguous: `Content-Length` digits only and one value, and no
+/// `Transfer-Encoding` but `chunked` (and not both, the classic request-smuggling head).
+fn check_framing(headers: &[httparse::Header<'_>]) -> Result<(), Refused> {
+    let mut length = None;
+    for header in headers.iter().filter(|h| h.name.eq_ignore_ascii_case("content-length")) {
+        let value = std::str::from_utf8(header.value).unwrap_or("").trim();
+        if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(malformed("Content-Length", "must be a decimal number of bytes"));
+        }
+        if length.is_some_and(|seen| seen != value) {
+            return Err(malformed(
+                "Content-Length",
+                "given more than once with different values",
+            ));
+        }
+        length = Some(value);
+    }
+    for header in headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("transfer-encoding"))
+    {
+        let value = std::str::from_utf8(header.value).unwrap_or("").trim();
+        if !value.eq_ignore_ascii_case("chunked") {
+            return Err(malformed("Transfer-Encoding", "only chunked is accepted"));
+        }
+        if length.is_some() {
+            return Err(malformed("Transfer-Encoding", "cannot be given with Content-Length"));
+        }
+    }
+    Ok(())
 }
 
 /// A stream that first yields what was already read from it.

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use axum::body::Body as AxumBody;
 use axum::extract::{Request as AxumRequest, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use domain::usecases::Services;
@@ -204,6 +204,28 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     (!token.is_empty()).then_some(token)
 }
 
+/// The headers as API Gateway (payload 2.0) hands them to a function: names lower-cased, a header sent
+/// more than once joined into one value with commas. Nothing is dropped on the way: a value that is not
+/// UTF-8 cannot be put in the event, and a `Host` or `X-Forwarded-Proto` no URL can be built from would
+/// make `lambda_http`'s conversion panic, so each is refused with `400` naming the header.
+fn gateway_headers(headers: &HeaderMap, path: &str) -> Result<Vec<(String, String)>, ServiceError> {
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    for name in headers.keys() {
+        let mut joined = Vec::new();
+        for value in headers.get_all(name) {
+            let text = std::str::from_utf8(value.as_bytes())
+                .map_err(|_| ServiceError::field(name.as_str(), "header value is not UTF-8 text"))?;
+            joined.push(text);
+        }
+        pairs.push((name.as_str().to_owned(), joined.join(",")));
+    }
+    let value = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    if let Some(header) = infra::http::unparsable_url_header(value("host"), value("x-forwarded-proto"), path) {
+        return Err(ServiceError::field(header, "not a valid value for this header"));
+    }
+    Ok(pairs)
+}
+
 async fn dispatch<S>(
     state: &S,
     req: AxumRequest,
@@ -232,10 +254,10 @@ async fn dispatch<S>(
         }
         Err(_) => return edge_error(ServiceError::RequestTimeout),
     };
-    let header_pairs = headers
-        .iter()
-        .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_owned(), v.to_owned())))
-        .collect();
+    let header_pairs = match gateway_headers(&headers, uri.path()) {
+        Ok(pairs) => pairs,
+        Err(err) => return edge_error(err),
+    };
     let event = GatewayRequest {
         method: method.as_str(),
         path: uri.path(),
@@ -249,10 +271,7 @@ async fn dispatch<S>(
     };
     let request = match event.into_request() {
         Ok(request) => request,
-        Err(err) => {
-            tracing::error!(%request_id, error = %err, "could not build the gateway event");
-            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-        }
+        Err(err) => return edge_error(ServiceError::internal(err)),
     };
     let response = (route.handler)(state, request).await;
     into_axum(response, &request_id)

@@ -1,6 +1,7 @@
 //! Plays SQS FIFO and its event source mapping: an in-process queue that the callback receiver sends
 //! to, and a consumer that hands batches to the SAME processor handler as a real SQS event. Like SQS
-//! FIFO: deduplication by id for five minutes, one group's messages in order and never two batches of
+//! FIFO: deduplication by id within a group for five minutes (the template's `DeduplicationScope:
+//! messageGroup`), one group's messages in order and never two batches of
 //! a group in flight, failed messages redelivered (here after a backoff) and moved to a dead-letter
 //! list after five receives.
 
@@ -35,7 +36,8 @@ struct Message {
 #[derive(Default)]
 struct State {
     messages: Vec<Message>,
-    seen: HashMap<String, Instant>,
+    /// (group, deduplication id) → when first sent: deduplication is per message group (per payment).
+    seen: HashMap<(String, String), Instant>,
 }
 
 /// The in-process FIFO queue.
@@ -161,10 +163,11 @@ impl CallbackQueue for LocalQueue {
         {
             let mut state = self.lock();
             state.seen.retain(|_, at| now.duration_since(*at) < DEDUP_WINDOW);
-            if state.seen.contains_key(event.event_id.as_str()) {
+            let key = (event.payment_id.to_string(), event.event_id.to_string());
+            if state.seen.contains_key(&key) {
                 return Ok(());
             }
-            state.seen.insert(event.event_id.to_string(), now);
+            state.seen.insert(key, now);
             state.messages.push(Message {
                 id: uuid::Uuid::new_v4().to_string(),
                 group: event.payment_id.to_string(),
@@ -279,6 +282,22 @@ mod tests {
         );
         assert!(a1 < a2, "a2 applied before a1: {seen:?}");
         assert!(queue.lock().messages.is_empty());
+    }
+
+    #[tokio::test]
+    async fn one_event_id_in_two_groups_is_two_messages() {
+        let queue = LocalQueue::new(Duration::from_millis(1));
+        for e in [
+            event("pay_d", "shared"),
+            event("pay_e", "shared"),
+            event("pay_d", "shared"),
+        ] {
+            queue.enqueue(&e).await.unwrap();
+        }
+        let groups: Vec<String> = queue.lock().messages.iter().map(|m| m.group.clone()).collect();
+        assert_eq!(groups, ["pay_d", "pay_e"], "deduplicated within a payment's group only");
+        let seen = run(queue.clone(), &[], 2).await;
+        assert_eq!(receives_of(&seen, "shared"), [(1, true), (1, true)]);
     }
 
     #[tokio::test]

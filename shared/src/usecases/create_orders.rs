@@ -116,11 +116,13 @@ async fn place(
                     address: snapshot.clone(),
                     ttl_minutes: cmd.ttl_minutes,
                 };
-                let order = Order::new_pending(draft, now);
+                // Only a price beyond the catalogue's limit (docs/api.md §3) can get here.
+                let order = Order::new_pending(draft, now)
+                    .map_err(|too_large| ServiceError::field("quantity", format!("{}: {too_large}", product.id)))?;
                 let payment = Payment::create_for_order(&order, cmd.payment_method, cmd.ttl_minutes, now);
-                NewOrder { order, payment }
+                Ok(NewOrder { order, payment })
             })
-            .collect();
+            .collect::<Result<_, ServiceError>>()?;
         let (orders, payments) = new_orders.iter().map(|n| (n.order.clone(), n.payment.clone())).unzip();
         let created = Created { orders, payments };
         let record = match idempotency {

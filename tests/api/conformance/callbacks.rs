@@ -345,3 +345,27 @@ pub async fn a_failure_holds_back_the_rest_of_its_group_and_redelivery_completes
     );
     assert_eq!(env.metrics.count_of(Metric::CallbackRetried), 1);
 }
+
+pub async fn one_event_id_shared_by_two_payments_is_applied_to_each(env: TestEnv) {
+    // Given two pending orders of bob's, and one provider event id used for both payments' successes
+    let (first_order, first_payment) = ids(&bobs_order(&env).await);
+    let body = json!({"product_id": "washer", "address_id": "bob-home", "quantity": 1});
+    let (status, second) = create_order(&env, Some("bob"), &body).await;
+    assert_eq!(status, 201, "{second}");
+    let (second_order, second_payment) = ids(&second);
+    let first = event(&first_payment, "evt-shared", ReportedStatus::Succeeded, "99.99");
+    let other = event(&second_payment, "evt-shared", ReportedStatus::Succeeded, "99.99");
+
+    // When both are delivered in one batch, and again
+    for _ in 0..2 {
+        assert!(deliver(&env, &[("m1", &first), ("m2", &other)]).await.is_empty());
+    }
+
+    // Then each payment remembers the event as its own: both orders are paid, each once
+    for (order, payment) in [(&first_order, &first_payment), (&second_order, &second_payment)] {
+        let (order, payment) = state(&env, order, payment).await;
+        assert_eq!(order["status"], "paid", "{order}");
+        assert_eq!(paid_entries(&order), 1);
+        assert_eq!(payment["status"], "succeeded");
+    }
+}

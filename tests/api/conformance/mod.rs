@@ -61,6 +61,7 @@ conformance!(
     callbacks::amounts_within_a_fen_pay_and_beyond_are_mismatches,
     callbacks::a_late_success_pays_a_pending_order_and_is_refunded_on_a_cancelled_one,
     callbacks::unknown_payments_are_dropped,
+    callbacks::one_event_id_shared_by_two_payments_is_applied_to_each,
     callbacks::a_failure_holds_back_the_rest_of_its_group_and_redelivery_completes_it_in_order,
     lifecycle::the_sweep_cancels_unpaid_orders_past_their_deadline_and_returns_local_stock,
     lifecycle::a_payment_past_its_own_expiry_is_expired_and_the_order_stays_payable,

@@ -172,6 +172,31 @@ pub async fn refusals_follow_the_seeds_order_and_change_nothing(env: TestEnv) {
             400,
             "INVALID_AMOUNT_FORMAT",
         ),
+        // JSON numbers are never amounts: the parser has already turned them into binary floats.
+        (
+            "amount a float one ulp over",
+            Some("alice"),
+            id(&pending),
+            json!({"amount": serde_json::from_str::<Value>("200.0000000000001").unwrap()}),
+            400,
+            "INVALID_AMOUNT_FORMAT",
+        ),
+        (
+            "amount a number with an exponent",
+            Some("alice"),
+            id(&pending),
+            json!({"amount": serde_json::from_str::<Value>("1e3").unwrap()}),
+            400,
+            "INVALID_AMOUNT_FORMAT",
+        ),
+        (
+            "amount a whole number",
+            Some("alice"),
+            id(&pending),
+            json!({"amount": 200}),
+            400,
+            "INVALID_AMOUNT_FORMAT",
+        ),
         (
             "amount true",
             Some("alice"),

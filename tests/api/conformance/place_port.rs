@@ -25,7 +25,7 @@ fn line(product: &str, quantity: u32, price: &str) -> NewOrder {
         address: AddressSnapshot::default(),
         ttl_minutes: TtlMinutes::DEFAULT,
     };
-    let order = Order::new_pending(draft, now);
+    let order = Order::new_pending(draft, now).unwrap();
     let payment = Payment::create_for_order(&order, PaymentMethod::Wechat, TtlMinutes::DEFAULT, now);
     NewOrder { order, payment }
 }
