@@ -144,6 +144,7 @@ pub async fn prepare(endpoint: &str, events: usize, measured: impl Fn(&str) -> b
             stock: 1_000_000,
             stock_source: domain::StockSource::Local,
             active: true,
+            reserved: 0,
         })
         .await
         .map_err(|e| e.to_string())?;

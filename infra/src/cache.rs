@@ -84,6 +84,7 @@ impl CachedCatalog {
             // A description, never stock: nothing may decide on a cached stock figure.
             let description = Product {
                 stock: 0,
+                reserved: 0,
                 ..product.clone()
             };
             state.products.put(

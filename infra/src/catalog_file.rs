@@ -103,6 +103,8 @@ impl CatalogFile {
             stock: p.stock,
             stock_source: p.stock_source,
             active: p.active,
+            // The ledger is the store's: an upsert keeps what it holds (docs/api.md §10).
+            reserved: 0,
         })
     }
 

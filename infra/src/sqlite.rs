@@ -15,7 +15,7 @@ use domain::order::Order;
 use domain::payment::Payment;
 use domain::ports::{
     Catalog, CatalogAdmin, Change, Due, DuePage, ExpiryIndex, Judge, ListPosition, ListedOrder, OrderList, OrderStore,
-    OrderUpdates, OrderWithPayments, PlaceError, Placement, StoreError,
+    OrderUpdates, OrderWithPayments, PlaceError, Placement, Restock, StoreError,
 };
 use domain::StockSource;
 use domain::{Timestamp, UserId};
@@ -28,7 +28,8 @@ CREATE TABLE IF NOT EXISTS products (
     price        TEXT NOT NULL,
     stock        INTEGER NOT NULL CHECK (stock >= 0),
     stock_source TEXT NOT NULL CHECK (stock_source IN ('local', 'supplier')),
-    active       INTEGER NOT NULL
+    active       INTEGER NOT NULL,
+    reserved     INTEGER NOT NULL DEFAULT 0 CHECK (reserved >= 0)
 );
 CREATE TABLE IF NOT EXISTS addresses (
     id      TEXT PRIMARY KEY,
@@ -81,6 +82,21 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_mode", "WAL").map_err(backend)?;
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(backend)?;
         conn.execute_batch(SCHEMA).map_err(backend)?;
+        // A database made before the supplier reservation ledger existed gains its column (no order
+        // in it holds a reservation, so 0 is right).
+        let has_reserved: bool = conn
+            .query_row(
+                "SELECT count(*) FROM pragma_table_info('products') WHERE name = 'reserved'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(backend)?;
+        if !has_reserved {
+            conn.execute_batch(
+                "ALTER TABLE products ADD COLUMN reserved INTEGER NOT NULL DEFAULT 0 CHECK (reserved >= 0)",
+            )
+            .map_err(backend)?;
+        }
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -105,7 +121,7 @@ impl SqliteStore {
 fn read_product(conn: &Connection, id: &ProductId) -> Result<Option<Product>, StoreError> {
     let row = conn
         .query_row(
-            "SELECT name, price, stock, stock_source, active FROM products WHERE id = ?1",
+            "SELECT name, price, stock, stock_source, active, reserved FROM products WHERE id = ?1",
             params![id.as_str()],
             |r| {
                 Ok((
@@ -114,12 +130,13 @@ fn read_product(conn: &Connection, id: &ProductId) -> Result<Option<Product>, St
                     r.get::<_, u32>(2)?,
                     r.get::<_, String>(3)?,
                     r.get::<_, bool>(4)?,
+                    r.get::<_, u32>(5)?,
                 ))
             },
         )
         .optional()
         .map_err(backend)?;
-    let Some((name, price, stock, source, active)) = row else {
+    let Some((name, price, stock, source, active, reserved)) = row else {
         return Ok(None);
     };
     Ok(Some(Product {
@@ -129,6 +146,7 @@ fn read_product(conn: &Connection, id: &ProductId) -> Result<Option<Product>, St
         stock,
         stock_source: serde_json::from_value(serde_json::Value::String(source)).map_err(backend)?,
         active,
+        reserved,
     }))
 }
 
@@ -169,7 +187,9 @@ impl CatalogAdmin for SqliteStore {
         let p = product.clone();
         self.with(move |conn| {
             conn.execute(
-                "INSERT INTO products (id, name, price, stock, stock_source, active) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                // The reservation ledger is the store's own: a reload keeps what it holds.
+                "INSERT INTO products (id, name, price, stock, stock_source, active, reserved)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                  ON CONFLICT (id) DO UPDATE SET name = excluded.name, price = excluded.price, stock = excluded.stock,
                      stock_source = excluded.stock_source, active = excluded.active",
                 params![
@@ -178,7 +198,8 @@ impl CatalogAdmin for SqliteStore {
                     p.price.to_string(),
                     p.stock,
                     p.stock_source.as_str(),
-                    p.active
+                    p.active,
+                    p.reserved
                 ],
             )
             .map_err(backend)?;
@@ -246,16 +267,15 @@ impl OrderStore for SqliteStore {
                 .map_err(backend)?;
             }
             for line in &placement.orders {
-                if line.order.stock_source == StockSource::Local {
-                    let changed = tx
-                        .execute(
-                            "UPDATE products SET stock = stock - ?2 WHERE id = ?1 AND stock >= ?2",
-                            params![line.order.product_id.as_str(), line.order.quantity.get()],
-                        )
-                        .map_err(backend)?;
-                    if changed != 1 {
-                        return Err(backend("stock changed inside an immediate transaction"));
-                    }
+                let take = match line.order.stock_source {
+                    StockSource::Local => "UPDATE products SET stock = stock - ?2 WHERE id = ?1 AND stock >= ?2",
+                    StockSource::Supplier => "UPDATE products SET reserved = reserved + ?2 WHERE id = ?1",
+                };
+                let changed = tx
+                    .execute(take, params![line.order.product_id.as_str(), line.order.quantity.get()])
+                    .map_err(backend)?;
+                if changed != 1 {
+                    return Err(backend("product changed inside an immediate transaction"));
                 }
                 let order = serde_json::to_string(&line.order).map_err(backend)?;
                 tx.execute(
@@ -380,12 +400,28 @@ fn write_change(tx: &rusqlite::Transaction<'_>, change: &Change) -> Result<(), S
         )
         .map_err(backend)?;
     }
-    if let Some((product, quantity)) = &change.restock {
-        tx.execute(
-            "UPDATE products SET stock = stock + ?2 WHERE id = ?1",
-            params![product.as_str(), quantity.get()],
-        )
-        .map_err(backend)?;
+    match &change.restock {
+        None => {}
+        Some(Restock::Stock(product, quantity)) => {
+            tx.execute(
+                "UPDATE products SET stock = stock + ?2 WHERE id = ?1",
+                params![product.as_str(), quantity.get()],
+            )
+            .map_err(backend)?;
+        }
+        Some(Restock::Reservation(product, quantity)) => {
+            let changed = tx
+                .execute(
+                    "UPDATE products SET reserved = reserved - ?2 WHERE id = ?1 AND reserved >= ?2",
+                    params![product.as_str(), quantity.get()],
+                )
+                .map_err(backend)?;
+            if changed != 1 {
+                return Err(backend(format!(
+                    "product {product} holds less than the reservation released"
+                )));
+            }
+        }
     }
     Ok(())
 }
@@ -531,5 +567,44 @@ impl OrderList for SqliteStore {
             })
             .await?;
         Ok(ListedOrder::page(orders, limit))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_database_from_before_the_reservation_ledger_gains_it_and_keeps_its_products() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.sqlite3");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE products (id TEXT PRIMARY KEY, name TEXT NOT NULL, price TEXT NOT NULL,
+                     stock INTEGER NOT NULL CHECK (stock >= 0),
+                     stock_source TEXT NOT NULL CHECK (stock_source IN ('local', 'supplier')), active INTEGER NOT NULL);
+                 INSERT INTO products VALUES ('haier', 'heater', '1599.00', 0, 'supplier', 1);",
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let id = ProductId::parse("haier").unwrap();
+        let product = store.product(&id).await.unwrap().unwrap();
+        assert_eq!((product.name.as_str(), product.reserved), ("heater", 0));
+
+        // A reload keeps the ledger as the store holds it.
+        store
+            .with(|conn| {
+                conn.execute("UPDATE products SET reserved = 3 WHERE id = 'haier'", [])
+                    .map_err(backend)?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        store.upsert_product(&Product { reserved: 0, ..product }).await.unwrap();
+        assert_eq!(store.product(&id).await.unwrap().unwrap().reserved, 3);
+        drop(store);
+        SqliteStore::open(&path).expect("opening again leaves the column as it is");
     }
 }

@@ -41,6 +41,11 @@ pub struct Product {
     pub stock_source: StockSource,
     /// Inactive products cannot be ordered.
     pub active: bool,
+    /// For a supplier-held product: the units this shop's orders hold against the supplier's figure
+    /// (the reservation ledger, docs/api.md §10), taken by each order in the same write and given back
+    /// when the order is cancelled. Kept when the catalogue is reloaded. Always 0 for local products.
+    #[serde(default)]
+    pub reserved: u32,
 }
 
 /// A delivery address owned by one shopper; its fields are free-form (name, phone, city, ...).

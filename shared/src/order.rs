@@ -134,6 +134,11 @@ pub struct Order {
     pub updated_at: Timestamp,
     /// Every status change, oldest first, starting with creation.
     pub history: Vec<HistoryEntry>,
+    /// Whether this order holds a reservation of its quantity in its supplier-held product's ledger
+    /// (docs/api.md §10), to be given back if it is cancelled. Orders placed before the ledger existed
+    /// hold none (and read as `false`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub holds_reservation: bool,
     /// Bumped by every write to the order or any of its payments: the one token a conditional write
     /// checks, so two writers of the same order can never both win. Records from before it existed read as 0.
     #[serde(default)]
@@ -173,6 +178,7 @@ impl Order {
             product_id: product.id.clone(),
             product_name: product.name.clone(),
             stock_source: product.stock_source,
+            holds_reservation: product.stock_source == StockSource::Supplier,
             quantity,
             unit_price: product.price,
             total_amount,
@@ -237,6 +243,7 @@ pub(crate) mod testing {
             stock: 10,
             stock_source: StockSource::Local,
             active: true,
+            reserved: 0,
         };
         let draft = OrderDraft {
             user_id: &UserId::parse("u1").unwrap(),

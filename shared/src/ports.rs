@@ -69,6 +69,10 @@ pub struct NewOrder {
     pub order: Order,
     /// Its payment (status `init`).
     pub payment: Payment,
+    /// For a supplier-held product: the units the supplier reported before the write. The write takes
+    /// the order's quantity into the product's reservation ledger only if the ledger then holds no
+    /// more than this (docs/api.md §10). `None` for local products.
+    pub supplier_available: Option<u32>,
 }
 
 /// Everything one create request writes, atomically.
@@ -182,8 +186,8 @@ pub struct Change {
     pub payments: Vec<Payment>,
     /// A payment to create.
     pub created: Option<Payment>,
-    /// Stock to give back to a locally stocked product.
-    pub restock: Option<(ProductId, Quantity)>,
+    /// Units to give back to the order's product: local stock, or a supplier reservation.
+    pub restock: Option<Restock>,
     /// An idempotency record to write with the change, only if no live record holds its key.
     pub idempotency: Option<IdempotencyRecord>,
 }
@@ -211,12 +215,26 @@ impl Change {
         self.payments.push(payment);
     }
 
-    /// Gives the order's quantity back to its product, if the shop holds that product's stock.
+    /// Gives the order's quantity back to its product: to the shop's stock, or to the supplier's
+    /// figure by releasing the reservation the order holds.
     pub fn release_stock(&mut self) {
-        if self.order.stock_source == StockSource::Local {
-            self.restock = Some((self.order.product_id.clone(), self.order.quantity));
-        }
+        let (product, quantity) = (self.order.product_id.clone(), self.order.quantity);
+        self.restock = match self.order.stock_source {
+            StockSource::Local => Some(Restock::Stock(product, quantity)),
+            StockSource::Supplier if self.order.holds_reservation => Some(Restock::Reservation(product, quantity)),
+            StockSource::Supplier => None,
+        };
     }
+}
+
+/// Units a change gives back to a product.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Restock {
+    /// Added to a locally stocked product's stock.
+    Stock(ProductId, Quantity),
+    /// Taken out of a supplier-held product's reservation ledger (which holds at least this much, since
+    /// the order took it in).
+    Reservation(ProductId, Quantity),
 }
 
 /// The domain's judgement of an order's current state: the change to write, or `None` to write nothing.
@@ -410,7 +428,7 @@ pub enum LineCheck {
     Unavailable,
     /// Price or stock source differs from what the order was priced with.
     Changed,
-    /// Local stock short; what is left.
+    /// Short: what is left (local stock, or the supplier's figure less the reservations held).
     Short(u32),
 }
 
@@ -418,17 +436,30 @@ impl NewOrder {
     /// Judges the product as the store currently holds it against this order. Every adapter calls this,
     /// so the stores agree on what each condition failure means.
     pub fn check(&self, current: Option<&Product>) -> LineCheck {
-        use crate::catalog::StockSource;
         let Some(product) = current.filter(|p| p.active) else {
             return LineCheck::Unavailable;
         };
         if product.price != self.order.unit_price || product.stock_source != self.order.stock_source {
             return LineCheck::Changed;
         }
-        if self.order.stock_source == StockSource::Local && product.stock < self.order.quantity.get() {
-            return LineCheck::Short(product.stock);
+        let left = match self.order.stock_source {
+            StockSource::Local => product.stock,
+            StockSource::Supplier => self.supplier_available.unwrap_or(0).saturating_sub(product.reserved),
+        };
+        if left < self.order.quantity.get() {
+            return LineCheck::Short(left);
         }
         LineCheck::Ok
+    }
+
+    /// For a supplier-held line: the most the product's ledger may hold before this order takes its
+    /// quantity in (the supplier's figure less the quantity); `None` when the figure cannot cover the
+    /// quantity at all, or for a local line.
+    pub fn reservation_room(&self) -> Option<u32> {
+        match self.order.stock_source {
+            StockSource::Supplier => self.supplier_available?.checked_sub(self.order.quantity.get()),
+            StockSource::Local => None,
+        }
     }
 }
 

@@ -75,12 +75,13 @@ impl OrderStore for ThrottledWrites {
     }
 }
 
+/// How a store's busy answer reaches the shopper (the store itself is never reached, so this proves
+/// the mapping only; the tests below make real stores fail and look at what they hold afterwards).
 #[tokio::test]
-async fn a_throttled_write_is_503_and_writes_nothing() {
+async fn a_store_that_answers_busy_is_503_service_busy() {
     let env = sqlite().await;
     env.product("fridge", "10.00", 5).await;
     env.address("alice-home", "alice").await;
-    let before = env.snapshot().await;
     let store = env.sqlite_store().expect("a SQLite test store");
     let svc = Services {
         orders: Arc::new(ThrottledWrites(store)),
@@ -88,7 +89,50 @@ async fn a_throttled_write_is_503_and_writes_nothing() {
     };
 
     assert_busy(&svc, "Provisioned").await;
-    assert_eq!(env.snapshot().await, before);
+}
+
+/// A fault inside the store's own write, after the stock was taken and the order inserted (a trigger
+/// on the payments table fails the insert of the payment): the transaction is rolled back whole.
+#[tokio::test]
+async fn a_fault_in_the_middle_of_the_write_leaves_nothing_half_written() {
+    let env = sqlite().await;
+    env.product("fridge", "10.00", 5).await;
+    env.address("alice-home", "alice").await;
+    let path = env.sqlite_path().expect("a SQLite test store").to_owned();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "CREATE TRIGGER fail_payment BEFORE INSERT ON payments BEGIN SELECT RAISE(ABORT, 'disk trouble in table orders-prod'); END;",
+    )
+    .unwrap();
+    let before = env.snapshot().await;
+
+    let body = json!({"product_id": "fridge", "address_id": "alice-home", "quantity": 2}).to_string();
+    let resp = create_order::handle(
+        &env.svc,
+        request("POST", "/api/orders/create_order/", Some("alice"), body.as_bytes()),
+    )
+    .await;
+    let (status, body) = read(resp);
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (500, Some("INTERNAL_ERROR")),
+        "{body}"
+    );
+    assert!(
+        !body.to_string().contains("orders-prod"),
+        "internal detail leaked: {body}"
+    );
+    assert_eq!(
+        env.snapshot().await,
+        before,
+        "stock taken or order written without its payment"
+    );
+
+    // Once the fault is gone the same request succeeds, once
+    conn.execute_batch("DROP TRIGGER fail_payment").unwrap();
+    let body = json!({"product_id": "fridge", "address_id": "alice-home", "quantity": 2});
+    assert_eq!(e2e::create_order(&env, Some("alice"), &body).await.0, 201);
+    assert_eq!(env.stock(&domain::ProductId::parse("fridge").unwrap()).await, 3);
 }
 
 /// A proxy in front of moto that answers chosen DynamoDB operations with a throttling error, as DynamoDB
@@ -201,8 +245,27 @@ async fn throttling_is_retried_by_the_sdk_and_a_failed_condition_is_not() {
     let snapshot = env.snapshot().await;
     proxy.throttle("TransactWriteItems", usize::MAX);
     let before = proxy.count("TransactWriteItems");
+    let mark = proxy.seen.lock().unwrap().len();
     assert_busy(&env.svc, "ThrottlingException").await;
     let attempts = proxy.count("TransactWriteItems") - before;
     assert_eq!(attempts, 4, "the SDK's attempts, and no second loop on top");
     assert_eq!(env.snapshot().await, snapshot);
+    // Every other operation reached the table: only the throttled transaction was held back, so the
+    // unchanged table shows that the create wrote nothing outside its one transaction.
+    let writes: Vec<String> = proxy.seen.lock().unwrap()[mark..]
+        .iter()
+        .filter(|o| matches!(o.as_str(), "PutItem" | "UpdateItem" | "DeleteItem" | "BatchWriteItem"))
+        .cloned()
+        .collect();
+    assert!(writes.is_empty(), "writes outside the transaction: {writes:?}");
+
+    // Once the throttling stops, the shopper's retry with the same key makes the order, once
+    proxy.throttle("TransactWriteItems", 0);
+    let key = "retry-after-throttling";
+    let (status, first, _) = e2e::create_with_key(&env, "/api/orders/create_order/", "alice", key, &order).await;
+    assert_eq!(status, 201, "{first}");
+    let (status, again, replayed) = e2e::create_with_key(&env, "/api/orders/create_order/", "alice", key, &order).await;
+    assert_eq!((status, replayed, &again), (201, true, &first));
+    let (orders, _) = env.records().await;
+    assert_eq!(orders.len(), 2, "the first order of this test and the retried one");
 }

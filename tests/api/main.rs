@@ -5,6 +5,7 @@ mod callback_receiver;
 mod conformance;
 mod faults;
 mod gateway_events;
+mod provider_vectors;
 mod round_trips;
 mod schema;
 mod supplier;

@@ -117,6 +117,27 @@ async fn five_failures_open_the_breaker_which_fails_fast_then_closes_after_a_suc
     assert_eq!(fake.requests(), requests + 2, "the fifth failure still tries");
     let _ = client.available(&heater).await;
     assert_eq!(fake.requests(), requests + 2, "then the breaker is open");
+
+    // After the cool-down one trial goes through (tried twice, as any call); its failure reopens the
+    // breaker at once, for a whole new cool-down, without waiting for five failures
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert!(client.available(&heater).await.is_err(), "the trial fails");
+    assert_eq!(fake.requests(), requests + 4, "the trial reached the supplier");
+    let started = Instant::now();
+    assert!(client.available(&heater).await.is_err());
+    assert!(started.elapsed() < Duration::from_millis(50), "failed fast");
+    assert_eq!(fake.requests(), requests + 4, "reopened: no request");
+    fake.set_failing(None);
+    assert!(
+        client.available(&heater).await.is_err(),
+        "still within the new cool-down"
+    );
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert_eq!(
+        client.available(&heater).await.unwrap(),
+        7,
+        "the next trial succeeds and closes it"
+    );
 }
 
 #[tokio::test]

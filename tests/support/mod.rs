@@ -339,6 +339,14 @@ impl TestEnv {
         }
     }
 
+    /// The SQLite database file, when the store is SQLite (for tests that reach under the adapter).
+    pub fn sqlite_path(&self) -> Option<&Path> {
+        match &self.raw {
+            Raw::Sqlite { path, .. } => Some(path),
+            Raw::Dynamo { .. } => None,
+        }
+    }
+
     /// The DynamoDB table's name, when the store is DynamoDB.
     pub fn table_name(&self) -> Option<String> {
         match &self.raw {
@@ -399,6 +407,7 @@ impl TestEnv {
             stock,
             stock_source: source,
             active,
+            reserved: 0,
         };
         self.admin.upsert_product(&product).await.expect("upsert product");
         product.id
@@ -418,6 +427,23 @@ impl TestEnv {
     }
 
     /// A product's stock as the store holds it.
+    /// The units a supplier-held product's reservation ledger holds, read from the store itself (a
+    /// cache never holds the figure).
+    pub async fn reserved(&self, id: &ProductId) -> u32 {
+        let key = match &self.raw {
+            Raw::Sqlite { .. } => "products|".to_owned(),
+            Raw::Dynamo { .. } => format!("PRODUCT#{id}|#PRODUCT"),
+        };
+        let snapshot = self.snapshot().await;
+        let row = snapshot
+            .iter()
+            .find(|(k, v)| k.starts_with(&key) && v["id"] == id.as_str())
+            .map(|(_, v)| v)
+            .expect("product exists");
+        row.get("reserved")
+            .map_or(0, |r| r.as_u64().expect("a whole number") as u32)
+    }
+
     pub async fn stock(&self, id: &ProductId) -> u32 {
         self.svc
             .catalog

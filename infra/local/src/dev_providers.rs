@@ -27,7 +27,9 @@ pub struct DevProviders {
 }
 
 impl DevProviders {
-    /// The keys kept in `path`, made and saved there on first use.
+    /// The keys kept in `path`, made and saved there on first use. Servers and helpers started at once
+    /// on the same path agree: the file appears whole or not at all, and only the first to publish it
+    /// wins (the others read the winner's keys).
     pub fn load_or_create(path: &Path) -> Result<Self, Box<dyn std::error::Error>> {
         if let Ok(text) = std::fs::read_to_string(path) {
             let stored: Stored = serde_json::from_str(&text)?;
@@ -58,10 +60,64 @@ impl DevProviders {
             alipay_key: dev.alipay.key.pkcs8_base64(),
             alipay_app_id: dev.alipay.app_id.clone(),
         };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
+        if publish_new(path, &serde_json::to_string_pretty(&stored)?)? {
+            Ok(dev)
+        } else {
+            Self::load_or_create(path)
         }
-        std::fs::write(path, serde_json::to_string_pretty(&stored)?)?;
-        Ok(dev)
+    }
+}
+
+/// Writes `contents` to `path` only if nothing is there yet, atomically: to a temporary file beside it,
+/// then linked into place (which fails if another process got there first). Whether this call made it.
+pub fn publish_new(path: &Path, contents: &str) -> std::io::Result<bool> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let temporary = path.with_file_name(format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple()));
+    std::fs::write(&temporary, contents)?;
+    let linked = std::fs::hard_link(&temporary, path);
+    std::fs::remove_file(&temporary)?;
+    match linked {
+        Ok(()) => Ok(true),
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(err) => Err(err),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn concurrent_first_starts_agree_on_one_set_of_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys").join("dev-providers.json");
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    DevProviders::load_or_create(&path)
+                        .unwrap()
+                        .alipay
+                        .key
+                        .public_key_base64()
+                })
+            })
+            .collect();
+        let keys: Vec<String> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        assert!(
+            keys.windows(2).all(|w| w[0] == w[1]),
+            "every start uses the published keys"
+        );
+        let on_disk = DevProviders::load_or_create(&path)
+            .unwrap()
+            .alipay
+            .key
+            .public_key_base64();
+        assert_eq!(on_disk, keys[0]);
+        let left: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().collect();
+        assert_eq!(left.len(), 1, "no temporary file left behind");
     }
 }

@@ -6,7 +6,6 @@ mod dev_providers;
 mod edge;
 mod gateway;
 mod queue;
-mod supplier_shipping;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -176,11 +175,12 @@ fn callback_secrets(secret_file: &std::path::Path) -> Result<(String, bool), Box
         }
     }
     let secret = format!("dev-{}", uuid::Uuid::new_v4().simple());
-    if let Some(dir) = secret_file.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
+    if dev_providers::publish_new(secret_file, &secret)? {
+        Ok((secret, true))
+    } else {
+        // Another start published its secret first: use that one.
+        callback_secrets(secret_file)
     }
-    std::fs::write(secret_file, &secret)?;
-    Ok((secret, true))
 }
 
 fn sign_callback(args: &Args, command: &Command) -> Result<(), Box<dyn std::error::Error>> {
@@ -292,15 +292,12 @@ async fn load_catalog(args: &Args, store: &Store) -> Result<CatalogFile, Box<dyn
 }
 
 /// The supplier's stock API: `SUPPLIER_BASE_URL` when set; else a fake served on loopback, answering for
-/// each supplier-held product of the catalogue with its catalogue figure, taken down as orders for it
-/// succeed (through the returned store wrapper).
-async fn supplier(
-    catalog: &CatalogFile,
-    orders: Arc<dyn OrderStore>,
-) -> Result<(Arc<dyn domain::ports::SupplierStock>, Arc<dyn OrderStore>), Box<dyn std::error::Error>> {
+/// each supplier-held product of the catalogue with its catalogue figure. Like the real supplier it does
+/// not learn of our orders: the store's reservation ledger holds what they take (docs/api.md §10).
+async fn supplier(catalog: &CatalogFile) -> Result<Arc<dyn domain::ports::SupplierStock>, Box<dyn std::error::Error>> {
     if let Some(config) = infra::supplier::SupplierConfig::from_env()? {
         tracing::info!(base_url = %config.base_url, "supplier stock API");
-        return Ok((Arc::new(infra::supplier::HttpSupplier::new(config)?), orders));
+        return Ok(Arc::new(infra::supplier::HttpSupplier::new(config)?));
     }
     let figures: Vec<(String, u32)> = catalog
         .products()
@@ -310,10 +307,7 @@ async fn supplier(
     let fake = infra::fake_supplier::FakeSupplier::start(figures, None).await?;
     tracing::info!(base_url = %fake.base_url, "fake supplier stock API serving the catalogue's supplier-held products");
     let client = infra::supplier::HttpSupplier::new(infra::supplier::SupplierConfig::new(&fake.base_url))?;
-    Ok((
-        Arc::new(client),
-        Arc::new(supplier_shipping::Shipping { inner: orders, fake }),
-    ))
+    Ok(Arc::new(client))
 }
 
 #[tokio::main]
@@ -328,11 +322,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if args.load_only {
         return Ok(());
     }
-    let (supplier, orders) = supplier(&catalog, store.orders.clone()).await?;
+    let supplier = supplier(&catalog).await?;
     let services = Arc::new(Services {
         // As in a warm Lambda: product descriptions and addresses from memory, re-read when stale.
         catalog: Arc::new(infra::cache::CachedCatalog::new(store.catalog, Arc::new(SystemClock))),
-        orders,
+        orders: store.orders,
         updates: store.updates,
         expiry: store.expiry,
         list: store.list,

@@ -136,7 +136,7 @@ async fn exercise_every_route(server: &Server) {
     );
 
     // The supplier-held product is checked with the fake supplier over HTTP (20 in the demo
-    // catalogue), which takes each order off its figure.
+    // catalogue); the store's reservation ledger holds what each order takes of that figure.
     let supplier = json!({"product_id": "haier-water-heater-ec6002", "address_id": "addr-alice-home", "quantity": 1});
     let (status, body) = server.post(CREATE, Some("alice"), &supplier).await;
     assert_eq!(status, 201, "{body}");

@@ -43,6 +43,9 @@ pub const CREATED_AT: &str = "created_at";
 pub const TTL: &str = "ttl";
 /// The copy of an order's open payment kept on the order item, for the list.
 pub const OPEN_PAYMENT: &str = "open_payment";
+/// A supplier-held product's reservation ledger (`Product::reserved`): the one product attribute a
+/// catalogue upsert leaves as the store has it.
+pub const RESERVED: &str = "reserved";
 /// Shards of the expiry index, so the sweeper's queries spread over several partitions.
 pub const EXPIRY_SHARDS: u32 = 4;
 

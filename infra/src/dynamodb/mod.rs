@@ -27,7 +27,7 @@ use domain::order::Order;
 use domain::payment::Payment;
 use domain::ports::{
     Catalog, CatalogAdmin, Change, DuePage, ExpiryIndex, Judge, LineCheck, ListPosition, ListedOrder, NewOrder,
-    OrderList, OrderStore, OrderUpdates, OrderWithPayments, PlaceError, Placement, StoreError,
+    OrderList, OrderStore, OrderUpdates, OrderWithPayments, PlaceError, Placement, Restock, StoreError,
 };
 use domain::{StockSource, Timestamp, UserId};
 use serde::Serialize;
@@ -209,15 +209,31 @@ impl DynamoStore {
                 TransactWriteItem::builder().update(update).build()
             }
             StockSource::Supplier => {
-                let check = ConditionCheck::builder()
+                // The ledger takes the quantity only if it then holds no more than the supplier's figure;
+                // without room for the quantity at all, a condition no item meets (the ledger is never
+                // negative), so the refusal still brings back the product to be judged.
+                values.insert(":q".to_owned(), AttributeValue::N(order.quantity.get().to_string()));
+                let fits = match line.reservation_room() {
+                    Some(room) => {
+                        values.insert(":room".to_owned(), AttributeValue::N(room.to_string()));
+                        "(attribute_not_exists(#reserved) OR #reserved <= :room)"
+                    }
+                    None => {
+                        values.insert(":zero".to_owned(), AttributeValue::N("0".to_owned()));
+                        "#reserved < :zero"
+                    }
+                };
+                let update = Update::builder()
                     .table_name(&self.table)
                     .set_key(Some(key))
-                    .condition_expression(unchanged)
+                    .update_expression("ADD #reserved :q")
+                    .condition_expression(format!("{unchanged} AND {fits}"))
+                    .expression_attribute_names("#reserved", keys::RESERVED)
                     .set_expression_attribute_values(Some(values))
                     .return_values_on_condition_check_failure(fail)
                     .build()
                     .map_err(backend)?;
-                TransactWriteItem::builder().condition_check(check).build()
+                TransactWriteItem::builder().update(update).build()
             }
         })
     }
@@ -378,15 +394,22 @@ impl DynamoStore {
         if let Some(record) = &change.idempotency {
             items.push(self.idempotency_put(record)?);
         }
-        if let Some((product, quantity)) = &change.restock {
-            let update = Update::builder()
-                .table_name(&self.table)
-                .set_key(Some(keys::product(product)))
-                .update_expression("SET stock = stock + :q")
-                .condition_expression("attribute_exists(pk)")
-                .expression_attribute_values(":q", AttributeValue::N(quantity.get().to_string()))
-                .build()
-                .map_err(backend)?;
+        if let Some(restock) = &change.restock {
+            let update = match restock {
+                Restock::Stock(product, quantity) => Update::builder()
+                    .set_key(Some(keys::product(product)))
+                    .update_expression("SET stock = stock + :q")
+                    .condition_expression("attribute_exists(pk)")
+                    .expression_attribute_values(":q", AttributeValue::N(quantity.get().to_string())),
+                Restock::Reservation(product, quantity) => Update::builder()
+                    .set_key(Some(keys::product(product)))
+                    .update_expression("ADD #reserved :release")
+                    .condition_expression("#reserved >= :q")
+                    .expression_attribute_names("#reserved", keys::RESERVED)
+                    .expression_attribute_values(":q", AttributeValue::N(quantity.get().to_string()))
+                    .expression_attribute_values(":release", AttributeValue::N(format!("-{}", quantity.get()))),
+            };
+            let update = update.table_name(&self.table).build().map_err(backend)?;
             items.push(TransactWriteItem::builder().update(update).build());
         }
         Ok(items)
@@ -659,8 +682,30 @@ impl Catalog for DynamoStore {
 
 #[async_trait]
 impl CatalogAdmin for DynamoStore {
+    /// Sets every attribute of the product but its reservation ledger, which stays as the store holds
+    /// it (0 for a new product).
     async fn upsert_product(&self, product: &Product) -> Result<(), StoreError> {
-        self.put(product, keys::product(&product.id)).await
+        let mut attributes: HashMap<String, AttributeValue> = to_item(product).map_err(backend)?;
+        attributes.remove(keys::RESERVED);
+        let mut sets = vec!["#reserved = if_not_exists(#reserved, :zero)".to_owned()];
+        let mut names = HashMap::from([("#reserved".to_owned(), keys::RESERVED.to_owned())]);
+        let mut values = HashMap::from([(":zero".to_owned(), AttributeValue::N("0".to_owned()))]);
+        for (i, (name, value)) in attributes.into_iter().enumerate() {
+            sets.push(format!("#a{i} = :a{i}"));
+            names.insert(format!("#a{i}"), name);
+            values.insert(format!(":a{i}"), value);
+        }
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(keys::product(&product.id)))
+            .update_expression(format!("SET {}", sets.join(", ")))
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(())
     }
 
     async fn upsert_address(&self, address: &Address) -> Result<(), StoreError> {

@@ -100,7 +100,7 @@ async fn place(
             Some(a) if &a.user_id == user => a,
             _ => return Err(ServiceError::AddressInvalid),
         };
-        check_supplier_stock(svc, cmd, &products).await?;
+        let supplier_figures = check_supplier_stock(svc, cmd, &products).await?;
 
         let now = svc.clock.now();
         let snapshot = AddressSnapshot::from(&address);
@@ -108,7 +108,8 @@ async fn place(
             .lines
             .iter()
             .zip(&products)
-            .map(|(line, product)| {
+            .zip(supplier_figures)
+            .map(|((line, product), supplier_available)| {
                 let draft = OrderDraft {
                     user_id: user,
                     product,
@@ -120,7 +121,11 @@ async fn place(
                 let order = Order::new_pending(draft, now)
                     .map_err(|too_large| ServiceError::field("quantity", format!("{}: {too_large}", product.id)))?;
                 let payment = Payment::create_for_order(&order, cmd.payment_method, cmd.ttl_minutes, now);
-                Ok(NewOrder { order, payment })
+                Ok(NewOrder {
+                    order,
+                    payment,
+                    supplier_available,
+                })
             })
             .collect::<Result<_, ServiceError>>()?;
         let (orders, payments) = new_orders.iter().map(|n| (n.order.clone(), n.payment.clone())).unzip();
@@ -164,29 +169,38 @@ async fn place(
     }
 }
 
-/// Asks the supplier about every supplier-held product. If any is short, the 409 also lists the local
-/// products that are short now (read afresh: a cached description carries no stock), so one answer
-/// names every short product.
-async fn check_supplier_stock(svc: &Services, cmd: &CreateOrders, products: &[Product]) -> Result<(), ServiceError> {
+/// Asks the supplier about every supplier-held product: its figure for each line (`None` for local
+/// products), which the write then holds the product's reservation ledger to. If a figure cannot cover
+/// its line even before reservations, the 409 also lists the local products that are short now (read
+/// afresh: a cached description carries no stock), so one answer names every short product.
+async fn check_supplier_stock(
+    svc: &Services,
+    cmd: &CreateOrders,
+    products: &[Product],
+) -> Result<Vec<Option<u32>>, ServiceError> {
     let mut shortages = Vec::new();
+    let mut figures = Vec::with_capacity(products.len());
     for (line, product) in cmd.lines.iter().zip(products) {
-        if product.stock_source == StockSource::Supplier {
-            let available = svc
-                .supplier
-                .available(&product.id)
-                .await
-                .map_err(|e| ServiceError::SupplierUnavailable(Box::new(e)))?;
-            if available < line.quantity.get() {
-                shortages.push(Shortage {
-                    product_id: product.id.clone(),
-                    requested: line.quantity.get(),
-                    available,
-                });
-            }
+        if product.stock_source != StockSource::Supplier {
+            figures.push(None);
+            continue;
         }
+        let available = svc
+            .supplier
+            .available(&product.id)
+            .await
+            .map_err(|e| ServiceError::SupplierUnavailable(Box::new(e)))?;
+        if available < line.quantity.get() {
+            shortages.push(Shortage {
+                product_id: product.id.clone(),
+                requested: line.quantity.get(),
+                available,
+            });
+        }
+        figures.push(Some(available));
     }
     if shortages.is_empty() {
-        return Ok(());
+        return Ok(figures);
     }
     for (line, product) in cmd.lines.iter().zip(products) {
         if product.stock_source != StockSource::Local {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use domain::ProductId;
 use e2e::{create_with_key, TestEnv};
-use serde_json::json;
+use serde_json::{json, Value};
 
 const ORDER: &str = "/api/orders/create_order/";
 const BATCH: &str = "/api/orders/create_batch_orders/";
@@ -77,6 +77,15 @@ pub async fn a_key_answers_only_its_own_request_for_a_day(env: TestEnv) {
         (400, Some("VALIDATION_ERROR"))
     );
     assert_eq!(other["error"]["details"]["fields"][0]["field"], "Idempotency-Key");
+    // A key sent twice reaches a function joined with a comma, as API Gateway joins repeated headers
+    for joined in ["k1,k1", "k1,k2", "clé-42"] {
+        let (status, other, _) = create_with_key(&env, ORDER, "dan", joined, &body(1)).await;
+        assert_eq!(
+            (status, other["error"]["details"]["fields"][0]["field"].as_str()),
+            (400, Some("Idempotency-Key")),
+            "{joined}: {other}"
+        );
+    }
     assert_eq!(env.snapshot().await, before);
 
     // Keys are per shopper: another shopper's same key is a different key
@@ -92,8 +101,35 @@ pub async fn a_key_answers_only_its_own_request_for_a_day(env: TestEnv) {
     assert_eq!((status, replayed, &again), (201, true, &created));
     env.product("kettle", "89.90", 8).await;
 
-    // A day and a second later the key is free again: a new order
-    env.clock.advance(24 * 3600 + 1);
+    // The record lives 24 hours: stored with its expiry, and in DynamoDB with a TTL of that same instant
+    let records: Vec<Value> = env
+        .snapshot()
+        .await
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("idempotency|") || k.starts_with("IDEMPOTENCY#"))
+        .map(|(_, v)| v.get("doc").cloned().unwrap_or(v))
+        .filter(|r| r["user_id"] == "dan" && r["key"] == "k1")
+        .collect();
+    assert_eq!(records.len(), 1, "{records:?}");
+    let created_at = domain::Timestamp::parse(records[0]["created_at"].as_str().unwrap()).unwrap();
+    let expires_at = domain::Timestamp::parse(records[0]["expires_at"].as_str().unwrap()).unwrap();
+    assert_eq!(expires_at.unix_seconds() - created_at.unix_seconds(), 24 * 3600);
+    if env.table_name().is_some() {
+        assert_eq!(
+            records[0]["ttl"].as_i64(),
+            Some(expires_at.unix_seconds()),
+            "{}",
+            records[0]
+        );
+    }
+
+    // 23 h 59 min later the key still answers with its first response
+    env.clock.advance(23 * 3600 + 59 * 60);
+    let (status, again, replayed) = create_with_key(&env, ORDER, "dan", "k1", &body(1)).await;
+    assert_eq!((status, replayed, &again), (201, true, &created));
+
+    // A day and a second after it was made the key is free again: a new order
+    env.clock.advance(60 + 1);
     let (status, fresh, replayed) = create_with_key(&env, ORDER, "dan", "k1", &body(1)).await;
     assert_eq!((status, replayed), (201, false), "{fresh}");
     assert_ne!(fresh["order"]["id"], created["order"]["id"]);

@@ -199,27 +199,57 @@ enum Winner {
     CancelledBy(String),
 }
 
-async fn outcome(env: &TestEnv, created: &Value) -> Winner {
+/// Who won, checked against every write the racers made: with a success callback among them, its
+/// event is applied whoever won (paying the order, or recorded on the payment for refund after the
+/// cancellation), so the payment ends `succeeded` with the event in its log and the order has taken
+/// exactly the writes made (one to pay; or one to cancel and one to record the late success). Without
+/// one, exactly one cancellation was written.
+async fn outcome(env: &TestEnv, created: &Value, callback: bool) -> Winner {
     let got = read(env, &id(created)).await;
     let payment = &got["payments"][0];
-    match got["order"]["status"].as_str().unwrap() {
+    let logged: Vec<&str> = payment["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l["event_id"].as_str())
+        .collect();
+    let event_id = format!("evt-{}", id(created));
+    let history = got["order"]["history"].as_array().unwrap();
+    let winner = match got["order"]["status"].as_str().unwrap() {
         "paid" => {
-            assert_eq!(payment["status"], "succeeded");
-            assert_eq!(payment["refund_required"], false);
+            assert!(callback, "paid without a callback: {got}");
+            assert_eq!(payment["refund_required"], false, "{got}");
+            assert_eq!(got["order"]["version"], 1, "one write, the payment: {got}");
             Winner::Paid
         }
         "cancelled" => {
-            assert_ne!(payment["status"], "init");
-            let history = got["order"]["history"].as_array().unwrap();
             assert!(history.iter().all(|h| h["to"] != "paid"), "paid and cancelled: {got}");
+            if callback {
+                assert_eq!(
+                    payment["refund_required"], true,
+                    "a success after the cancel is flagged: {got}"
+                );
+                assert_eq!(got["order"]["version"], 2, "the cancel and the late success: {got}");
+            } else {
+                assert_eq!(payment["status"], "expired", "{got}");
+                assert_eq!(got["order"]["version"], 1, "one cancellation, written once: {got}");
+            }
             Winner::CancelledBy(last_history(&got)["operator"].as_str().unwrap().to_owned())
         }
         other => panic!("order left {other}: {got}"),
+    };
+    if callback {
+        assert_eq!(payment["status"], "succeeded", "the callback's write was lost: {got}");
+        assert_eq!(logged, [event_id.as_str()], "the event applied exactly once: {got}");
+    } else {
+        assert!(logged.is_empty(), "{got}");
     }
+    winner
 }
 
 /// Runs `trials` races on fresh due orders: `first` and `second` start together on the same order.
-async fn race<A, B, FA, FB>(env: TestEnv, trials: usize, first: A, second: B) -> BTreeMap<Winner, usize>
+/// `callback` says whether one racer is a success callback (see [`outcome`]).
+async fn race<A, B, FA, FB>(env: TestEnv, trials: usize, callback: bool, first: A, second: B) -> BTreeMap<Winner, usize>
 where
     A: Fn(Arc<TestEnv>, Value) -> FA,
     B: Fn(Arc<TestEnv>, Value) -> FB,
@@ -252,14 +282,7 @@ where
         });
         a.await.expect("first racer");
         b.await.expect("second racer");
-        let winner = outcome(&env, &created).await;
-        if matches!(winner, Winner::CancelledBy(_)) {
-            // A success that lost to a cancellation is recorded for refund, never applied.
-            let got = read(&env, &id(&created)).await;
-            if got["payments"][0]["status"] == "succeeded" {
-                assert_eq!(got["payments"][0]["refund_required"], true, "{got}");
-            }
-        }
+        let winner = outcome(&env, &created, callback).await;
         *winners.entry(winner).or_default() += 1;
         assert_eq!(
             books(&env, &fridge).await,
@@ -291,29 +314,40 @@ async fn shopper_cancel(env: Arc<TestEnv>, created: Value) {
 }
 
 pub async fn a_success_callback_and_the_sweep_race_and_exactly_one_wins(env: TestEnv) {
-    let winners = race(env, TRIALS, success_callback, sweeper).await;
+    let winners = race(env, TRIALS, true, success_callback, sweeper).await;
     assert_eq!(winners.values().sum::<usize>(), TRIALS);
-    assert!(winners
-        .keys()
-        .all(|w| matches!(w, Winner::Paid) || *w == Winner::CancelledBy("system:expiry".into())));
+    let expected = [Winner::Paid, Winner::CancelledBy("system:expiry".into())];
+    assert_eq!(
+        winners.keys().collect::<Vec<_>>(),
+        expected.iter().collect::<Vec<_>>(),
+        "both must win sometimes"
+    );
     eprintln!("callback vs sweep over {TRIALS} trials: {winners:?}");
 }
 
 pub async fn a_success_callback_and_the_shoppers_cancel_race_and_exactly_one_wins(env: TestEnv) {
-    let winners = race(env, TRIALS, success_callback, shopper_cancel).await;
+    let winners = race(env, TRIALS, true, success_callback, shopper_cancel).await;
     assert_eq!(winners.values().sum::<usize>(), TRIALS);
-    assert!(winners
-        .keys()
-        .all(|w| matches!(w, Winner::Paid) || *w == Winner::CancelledBy("user:alice".into())));
+    let expected = [Winner::Paid, Winner::CancelledBy("user:alice".into())];
+    assert_eq!(
+        winners.keys().collect::<Vec<_>>(),
+        expected.iter().collect::<Vec<_>>(),
+        "both must win sometimes"
+    );
     eprintln!("callback vs cancel over {TRIALS} trials: {winners:?}");
 }
 
 pub async fn the_shoppers_cancel_and_the_sweep_race_and_stock_returns_once(env: TestEnv) {
-    let winners = race(env, TRIALS, shopper_cancel, sweeper).await;
+    let winners = race(env, TRIALS, false, shopper_cancel, sweeper).await;
     assert_eq!(winners.values().sum::<usize>(), TRIALS);
-    assert!(
-        winners.keys().all(|w| matches!(w, Winner::CancelledBy(_))),
-        "{winners:?}"
+    let expected = [
+        Winner::CancelledBy("system:expiry".into()),
+        Winner::CancelledBy("user:alice".into()),
+    ];
+    assert_eq!(
+        winners.keys().collect::<Vec<_>>(),
+        expected.iter().collect::<Vec<_>>(),
+        "both must win sometimes"
     );
     eprintln!("cancel vs sweep over {TRIALS} trials: {winners:?}");
 }
@@ -437,4 +471,61 @@ pub async fn the_list_pages_newest_first_behind_a_cursor_only_its_owner_can_use(
         assert_eq!(body["error"]["details"]["fields"][0]["field"], field, "{query}");
     }
     assert_eq!(list_orders(&env, KEY, None, "").await.0, 401);
+}
+
+/// The list shows each order's open payment from a copy written with the order: the copy must follow
+/// every write that opens, changes or closes a payment.
+pub async fn the_lists_open_payment_follows_every_payment_write(env: TestEnv) {
+    env.product("fridge", "10.00", 100).await;
+    env.address("alice-home", "alice").await;
+    let created = order(&env, "fridge", 1, 30).await;
+    let (open, _) = listed(&env).await;
+    assert_eq!(open["id"], created["payment"]["id"]);
+    assert_eq!(open["status"], "init");
+
+    // Superseded by a new payment (which expires in a minute, well before the order's deadline)
+    let (status, paid_again) = create_payment(
+        &env,
+        Some("alice"),
+        &id(&created),
+        &json!({"payment_method": "alipay", "ttl_minutes": 1}),
+    )
+    .await;
+    assert_eq!(status, 201, "{paid_again}");
+    let (open, got) = listed(&env).await;
+    assert_eq!(
+        open["id"], paid_again["payment"]["id"],
+        "the new payment, not the superseded one"
+    );
+    assert_eq!(open, got["payments"][1], "the copy equals the payment itself");
+
+    // The provider reports it processing
+    let amount = paid_again["payment"]["amount"].as_str().unwrap();
+    let processing = event(
+        paid_again["payment"]["id"].as_str().unwrap(),
+        "evt-processing",
+        ReportedStatus::Processing,
+        amount,
+    );
+    assert!(deliver(&env, &[("m1", &processing)]).await.is_empty());
+    let (open, got) = listed(&env).await;
+    assert_eq!(open["status"], "processing");
+    assert_eq!(open, got["payments"][1]);
+
+    // Its own minute passes: the sweep expires it alone, and the order, still pending, lists none open
+    env.clock.advance(61);
+    let report = sweep(&env, PLENTY).await;
+    assert_eq!(report.failed, 0, "{report:?}");
+    let (open, got) = listed(&env).await;
+    assert_eq!(got["order"]["status"], "pending");
+    assert_eq!(got["payments"][1]["status"], "expired");
+    assert_eq!(open, Value::Null, "no open payment left: {got}");
+}
+
+/// Alice's newest order's open payment as the list shows it, and that order as get_order reads it.
+async fn listed(env: &TestEnv) -> (Value, Value) {
+    let (status, page) = list_orders(env, KEY, Some("alice"), "limit=5").await;
+    assert_eq!(status, 200, "{page}");
+    let (_, got) = get_order(env, Some("alice"), page["orders"][0]["id"].as_str().unwrap()).await;
+    (page["orders"][0]["open_payment"].clone(), got)
 }

@@ -1,8 +1,10 @@
 //! No oversell under real concurrency: many requests at once, through the handlers, on a multi-threaded runtime.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use e2e::{create_batch, create_order, TestEnv};
+use domain::StockSource;
+use e2e::{create_batch, create_order, FixedSupplier, TestEnv};
 use futures::future::join_all;
 use serde_json::json;
 
@@ -109,4 +111,103 @@ pub async fn concurrent_batches_over_shared_products_never_oversell(env: TestEnv
         created > 0 && created < 40,
         "contention should both succeed and refuse: {created}"
     );
+}
+
+/// `buyers` shoppers with addresses `addr-<i>` buy `quantity` of `product` at once: the statuses and bodies.
+async fn buy_at_once(env: &Arc<TestEnv>, product: &str, buyers: usize, quantity: u32) -> Vec<(u16, serde_json::Value)> {
+    let tasks = (0..buyers).map(|i| {
+        let env = Arc::clone(env);
+        let product = product.to_owned();
+        tokio::spawn(async move {
+            let body = json!({"product_id": product, "address_id": format!("addr-{i}"), "quantity": quantity});
+            create_order(&env, Some(&format!("user-{i}")), &body).await
+        })
+    });
+    join_all(tasks).await.into_iter().map(|r| r.expect("task")).collect()
+}
+
+pub async fn concurrent_buyers_never_take_more_than_the_supplier_has(env: TestEnv) {
+    // Given two supplier-held products the supplier has 5 and 18 of, and 200 shoppers
+    let supplier = BTreeMap::from([("haier-heater".to_owned(), 5), ("haier-fridge".to_owned(), 18)]);
+    let env = env.with_supplier(Arc::new(FixedSupplier(supplier)));
+    let heater = env
+        .product_with("haier-heater", "1599.00", 0, StockSource::Supplier, true)
+        .await;
+    let fridge = env
+        .product_with("haier-fridge", "4999.00", 0, StockSource::Supplier, true)
+        .await;
+    for i in 0..200 {
+        env.address(&format!("addr-{i}"), &format!("user-{i}")).await;
+    }
+    let env = Arc::new(env);
+
+    // When 100 shoppers buy 5 heaters each at once
+    let results = buy_at_once(&env, "haier-heater", 100, 5).await;
+
+    // Then one order takes all 5; the other 99 are told nothing is left; the ledger holds 5
+    assert_eq!(
+        results.iter().filter(|(s, _)| *s == 201).count(),
+        1,
+        "{:?}",
+        results.iter().find(|(s, _)| *s != 409)
+    );
+    for (status, body) in results.iter().filter(|(s, _)| *s != 201) {
+        assert_eq!(*status, 409, "{body}");
+        assert_eq!(
+            body["error"]["details"],
+            json!([{"product_id": "haier-heater", "requested": 5, "available": 0}])
+        );
+    }
+    assert_eq!(env.reserved(&heater).await, 5);
+    assert_eq!(
+        env.stock(&heater).await,
+        0,
+        "a supplier-held product's local figure is never touched"
+    );
+
+    // When 200 shoppers buy one fridge each at once
+    let results = buy_at_once(&env, "haier-fridge", 200, 1).await;
+
+    // Then exactly 18 are sold, and the books balance against the supplier's figure
+    assert_eq!(results.iter().filter(|(s, _)| *s == 201).count(), 18);
+    assert_eq!(results.iter().filter(|(s, _)| *s == 409).count(), 182);
+    assert_eq!(env.reserved(&fridge).await, 18);
+    // and reloading the catalogue keeps the ledger
+    env.product_with("haier-fridge", "4999.00", 0, StockSource::Supplier, true)
+        .await;
+    assert_eq!(env.reserved(&fridge).await, 18);
+    let (orders, payments) = env.records().await;
+    for (product, figure) in [(&heater, 5), (&fridge, 18)] {
+        let sold: u32 = orders
+            .iter()
+            .filter(|o| &o.product_id == product)
+            .map(|o| o.quantity.get())
+            .sum();
+        assert_eq!(sold, figure, "{product}");
+        assert!(orders
+            .iter()
+            .filter(|o| &o.product_id == product)
+            .all(|o| o.holds_reservation));
+    }
+    assert_eq!(payments.len(), orders.len());
+
+    // When the heater's order is cancelled, its units go back to the supplier's figure, once
+    let order = results_order(&orders, &heater);
+    for _ in 0..2 {
+        let (status, body) = e2e::cancel_order(&env, Some(&order.user_id.to_string()), order.id.as_str()).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    assert_eq!(env.reserved(&heater).await, 0);
+
+    // Then the next buyer of 5 gets them, and the one after is refused
+    let results = buy_at_once(&env, "haier-heater", 2, 5).await;
+    assert_eq!(results.iter().filter(|(s, _)| *s == 201).count(), 1, "{results:?}");
+    assert_eq!(env.reserved(&heater).await, 5);
+}
+
+fn results_order<'a>(orders: &'a [domain::Order], product: &domain::ProductId) -> &'a domain::Order {
+    orders
+        .iter()
+        .find(|o| &o.product_id == product)
+        .expect("an order of the product")
 }

@@ -17,6 +17,7 @@ fn line(product: &str, quantity: u32, price: &str) -> NewOrder {
         stock: 0,
         stock_source: StockSource::Local,
         active: true,
+        reserved: 0,
     };
     let draft = OrderDraft {
         user_id: &UserId::parse("alice").unwrap(),
@@ -27,7 +28,11 @@ fn line(product: &str, quantity: u32, price: &str) -> NewOrder {
     };
     let order = Order::new_pending(draft, now).unwrap();
     let payment = Payment::create_for_order(&order, PaymentMethod::Wechat, TtlMinutes::DEFAULT, now);
-    NewOrder { order, payment }
+    NewOrder {
+        order,
+        payment,
+        supplier_available: None,
+    }
 }
 
 fn placement(address: &str, orders: Vec<NewOrder>) -> Placement {
