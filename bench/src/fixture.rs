@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use domain::callback::{EventSource, ReportedStatus};
 use domain::ports::{CatalogAdmin, Clock};
-use domain::usecases::{Placed, Services};
+use domain::usecases::{Answered, Services};
 use domain::Timestamp;
 use futures::{StreamExt, TryStreamExt};
 use serde_json::{json, Value};
@@ -99,20 +99,18 @@ fn services(store: &infra::dynamodb::DynamoStore, clock: Arc<dyn Clock>) -> Serv
 }
 
 async fn place(svc: &Services) -> Result<Placement, String> {
-    let cmd = domain::usecases::request::parse_create_order(
-        format!(r#"{{"product_id": "{PRODUCT}", "address_id": "{ADDRESS}", "quantity": 1}}"#).as_bytes(),
-    )
-    .map_err(|e| e.to_string())?;
+    let body = serde_json::json!({"product_id": PRODUCT, "address_id": ADDRESS, "quantity": 1});
+    let cmd = domain::usecases::request::parse_create_order(&body).map_err(|e| e.to_string())?;
     let user = domain::UserId::parse(USER).map_err(|e| e.to_string())?;
     match domain::usecases::create_orders(svc, &user, &cmd, None)
         .await
         .map_err(|e| e.to_string())?
     {
-        Placed::Created(created) => Ok(Placement {
+        Answered::Made(created) => Ok(Placement {
             order_id: created.orders[0].id.to_string(),
             payment_id: created.payments[0].id.to_string(),
         }),
-        Placed::Replayed { .. } => Err("a create without a key was replayed".into()),
+        Answered::Replayed(_) => Err("a create without a key was replayed".into()),
     }
 }
 

@@ -155,36 +155,64 @@ pub fn idempotency_key(req: &Request) -> Result<Option<domain::idempotency::Idem
     let text = first
         .to_str()
         .map_err(|_| ServiceError::field("Idempotency-Key", "must be 1 to 255 visible ASCII characters"))?;
-    domain::idempotency::IdempotencyKey::parse(text).map(Some)
+    Ok(Some(domain::idempotency::IdempotencyKey::parse(text)?))
 }
 
-/// The create routes' one flow: the caller, the `Idempotency-Key`, the body parsed by `parse`, the
-/// use case, and `201` with `render`'s body (stored with the orders when a key was given) or the key's
-/// earlier answer replayed.
+/// What a route that takes an `Idempotency-Key` reads from its request.
+pub struct KeyedRequest<C> {
+    /// The caller.
+    pub user: UserId,
+    /// The command, parsed from the body.
+    pub cmd: C,
+    /// The key's request (key, route, hash of the body in its context), when a key was given.
+    pub idempotency: Option<domain::idempotency::IdempotentRequest>,
+}
+
+/// The one way a keyed route reads its request, in this order: the caller, the `Idempotency-Key`, the
+/// body (its size, then parsed as JSON once), the command `parse` reads from it, and the key's request,
+/// hashing `context(body)` (the body itself, or the body with whatever else names the request).
+pub fn keyed_request<C>(
+    req: &Request,
+    route: &str,
+    parse: fn(&serde_json::Value) -> Result<C, ServiceError>,
+    context: impl FnOnce(serde_json::Value) -> serde_json::Value,
+) -> Result<KeyedRequest<C>, ServiceError> {
+    let user = caller(req)?;
+    let key = idempotency_key(req)?;
+    let body = domain::usecases::request::json_body(body(req)?)?;
+    let cmd = parse(&body)?;
+    let idempotency = key.map(|key| domain::idempotency::IdempotentRequest::new(key, route, &context(body)));
+    Ok(KeyedRequest { user, cmd, idempotency })
+}
+
+/// A keyed route's answer: `201` with `render`'s body for what was made now, or the key's earlier answer
+/// replayed as it was.
+pub fn answered<T>(
+    answer: domain::usecases::Answered<T>,
+    render: impl FnOnce(&T) -> Result<serde_json::Value, ServiceError>,
+) -> Result<Response<Body>, ServiceError> {
+    match answer {
+        domain::usecases::Answered::Made(made) => json(StatusCode::CREATED, &render(&made)?),
+        domain::usecases::Answered::Replayed(stored) => Ok(replayed(&stored)),
+    }
+}
+
+/// The create routes' one flow: the keyed request, the use case (the `201` body rendered by `render` is
+/// stored with the orders when a key was given), and the answer.
 pub async fn create(
     svc: &Services,
     req: &Request,
     route: &str,
-    parse: fn(&[u8]) -> Result<domain::usecases::request::CreateOrders, ServiceError>,
+    parse: fn(&serde_json::Value) -> Result<domain::usecases::request::CreateOrders, ServiceError>,
     render: fn(&domain::usecases::Created) -> Result<serde_json::Value, ServiceError>,
 ) -> Result<Response<Body>, ServiceError> {
-    use domain::usecases::{create_orders, Idempotency, Placed};
-    let user = caller(req)?;
-    let key = idempotency_key(req)?;
-    let bytes = body(req)?;
-    let cmd = parse(bytes)?;
-    let request = key.map(|key| {
-        let parsed = serde_json::from_slice(bytes).unwrap_or_default();
-        domain::idempotency::IdempotentRequest::new(key, route, &parsed)
-    });
-    let idempotency = request.as_ref().map(|request| Idempotency {
+    use domain::usecases::{create_orders, Idempotency};
+    let KeyedRequest { user, cmd, idempotency } = keyed_request(req, route, parse, |body| body)?;
+    let idempotency = idempotency.as_ref().map(|request| Idempotency {
         request,
         render: &render,
     });
-    match create_orders(svc, &user, &cmd, idempotency).await? {
-        Placed::Created(created) => json(StatusCode::CREATED, &render(&created)?),
-        Placed::Replayed(stored) => Ok(replayed(&stored)),
-    }
+    answered(create_orders(svc, &user, &cmd, idempotency).await?, render)
 }
 
 /// An idempotency key's earlier answer, replayed as it was, marked `Idempotent-Replayed: true`.

@@ -15,7 +15,7 @@ use domain::order::Order;
 use domain::payment::Payment;
 use domain::ports::{
     Catalog, CatalogAdmin, Change, Due, DuePage, ExpiryIndex, Judge, ListPosition, ListedOrder, OrderList, OrderStore,
-    OrderUpdates, OrderWithPayments, PlaceError, Placement, Restock, StoreError,
+    OrderUpdates, OrderWithPayments, PlaceError, Placement, Restock, StoreError, Updated,
 };
 use domain::StockSource;
 use domain::{Timestamp, UserId};
@@ -248,10 +248,7 @@ impl OrderStore for SqliteStore {
                 .map_err(backend)?;
             let address_ok = owner.as_deref() == Some(placement.user_id.as_str());
             let key_use = match &placement.idempotency {
-                Some(record) => {
-                    let existing = read_idempotency(&tx, &record.user_id, &record.key)?;
-                    placement.key_use(existing.as_ref(), record.created_at)
-                }
+                Some(record) => placement.key_use(read_idempotency(&tx, &record.user_id, &record.key)?.as_ref()),
                 None => KeyUse::Fresh,
             };
             if let Err(refusal) = placement.refusal(key_use, &checks, address_ok) {
@@ -389,10 +386,7 @@ fn write_change(tx: &rusqlite::Transaction<'_>, change: &Change) -> Result<(), S
         .map_err(backend)?;
     }
     if let Some(record) = &change.idempotency {
-        let existing = read_idempotency(tx, &record.user_id, &record.key)?;
-        if existing.is_some_and(|e| record.created_at < e.expires_at) {
-            return Err(StoreError::KeyTaken);
-        }
+        // Free (judged by `update` before this write): no record, or an expired one, which this replaces.
         let doc = serde_json::to_string(record).map_err(backend)?;
         tx.execute(
             "INSERT OR REPLACE INTO idempotency (user_id, key, doc) VALUES (?1, ?2, ?3)",
@@ -403,11 +397,15 @@ fn write_change(tx: &rusqlite::Transaction<'_>, change: &Change) -> Result<(), S
     match &change.restock {
         None => {}
         Some(Restock::Stock(product, quantity)) => {
-            tx.execute(
-                "UPDATE products SET stock = stock + ?2 WHERE id = ?1",
-                params![product.as_str(), quantity.get()],
-            )
-            .map_err(backend)?;
+            let changed = tx
+                .execute(
+                    "UPDATE products SET stock = stock + ?2 WHERE id = ?1",
+                    params![product.as_str(), quantity.get()],
+                )
+                .map_err(backend)?;
+            if changed != 1 {
+                return Err(backend(format!("product {product} is gone: no stock to give back to")));
+            }
         }
         Some(Restock::Reservation(product, quantity)) => {
             let changed = tx
@@ -444,20 +442,28 @@ impl OrderUpdates for SqliteStore {
         .await
     }
 
-    async fn update(&self, id: &OrderId, judge: Judge) -> Result<Option<OrderWithPayments>, StoreError> {
+    async fn update(&self, id: &OrderId, judge: Judge) -> Result<Updated, StoreError> {
         let id = id.clone();
         self.with(move |conn| {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(backend)?;
             let Some(state) = read_order(&tx, &id)? else {
-                return Ok(None);
+                return Ok(Updated::NotFound);
             };
-            if let Some(change) = judge(&state) {
-                write_change(&tx, &change)?;
-                tx.commit().map_err(backend)?;
+            let Some(change) = judge(&state) else {
+                return Ok(Updated::Judged(Box::new(state)));
+            };
+            // Inside the immediate transaction only the key can be taken: the domain judges its holder.
+            if let Some(record) = &change.idempotency {
+                let holder = read_idempotency(&tx, &record.user_id, &record.key)?;
+                if let Some(answer) = change.key_answer(holder.as_ref()) {
+                    return Ok(Updated::KeyAnswered(answer));
+                }
             }
-            Ok(Some(state))
+            write_change(&tx, &change)?;
+            tx.commit().map_err(backend)?;
+            Ok(Updated::Judged(Box::new(state)))
         })
         .await
     }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::Sha256;
 
-use crate::error::{FieldError, ServiceError};
+use crate::field::FieldError;
 use crate::ids::{PaymentId, PaymentMethod};
 use crate::money::Money;
 use crate::time::Timestamp;
@@ -118,15 +118,37 @@ pub struct PaymentEvent {
     pub source: EventSource,
 }
 
+/// Why a generic callback's body is not an event.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GenericBodyError {
+    /// Every other field is fine, but the amount is not an amount (`INVALID_AMOUNT_FORMAT`).
+    #[error("amount is not an amount of money")]
+    Amount,
+    /// These fields are missing or malformed (`VALIDATION_ERROR`).
+    #[error("fields missing or malformed")]
+    Fields(Vec<FieldError>),
+}
+
+impl GenericBodyError {
+    fn field(field: &str, message: &str) -> Self {
+        GenericBodyError::Fields(vec![FieldError::new(field, message)])
+    }
+}
+
+/// A callback signature that does not verify (`401 INVALID_SIGNATURE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("callback signature or timestamp not verified")]
+pub struct InvalidSignature;
+
 impl PaymentEvent {
     /// Parses the generic format's body: `{"event_id", "payment_id", "provider_txn_id", "status",
     /// "amount", "occurred_at"}`. A malformed amount is `INVALID_AMOUNT_FORMAT`; any other bad field is
     /// a `VALIDATION_ERROR` naming every bad field.
-    pub fn parse_generic(body: &[u8]) -> Result<PaymentEvent, ServiceError> {
+    pub fn parse_generic(body: &[u8]) -> Result<PaymentEvent, GenericBodyError> {
         let obj = match serde_json::from_slice::<Value>(body) {
             Ok(Value::Object(obj)) => obj,
-            Ok(_) => return Err(ServiceError::field("body", "must be a JSON object")),
-            Err(_) => return Err(ServiceError::field("body", "is not valid JSON")),
+            Ok(_) => return Err(GenericBodyError::field("body", "must be a JSON object")),
+            Err(_) => return Err(GenericBodyError::field("body", "is not valid JSON")),
         };
         let mut errors = Vec::new();
         let mut text = |key: &str| -> Option<String> {
@@ -171,7 +193,7 @@ impl PaymentEvent {
         });
         let amount = parse_amount(&obj, &mut errors);
         if !errors.is_empty() {
-            return Err(ServiceError::Validation(errors));
+            return Err(GenericBodyError::Fields(errors));
         }
         let amount = amount?;
         match (event_id, payment_id, provider_txn_id, status, occurred_at) {
@@ -186,20 +208,20 @@ impl PaymentEvent {
                     source: EventSource::Generic,
                 })
             }
-            _ => Err(ServiceError::field("body", "is incomplete")),
+            _ => Err(GenericBodyError::field("body", "is incomplete")),
         }
     }
 }
 
 /// The `amount` field: a missing one is a field error; a present but malformed one is the catalogue's
 /// `INVALID_AMOUNT_FORMAT` (reported only when every other field is fine).
-fn parse_amount(obj: &Map<String, Value>, errors: &mut Vec<FieldError>) -> Result<Money, ServiceError> {
+fn parse_amount(obj: &Map<String, Value>, errors: &mut Vec<FieldError>) -> Result<Money, GenericBodyError> {
     match obj.get("amount") {
         None | Some(Value::Null) => {
             errors.push(FieldError::new("amount", "is required"));
-            Err(ServiceError::InvalidAmountFormat)
+            Err(GenericBodyError::Amount)
         }
-        Some(value) => Money::from_json(value).map_err(|_| ServiceError::InvalidAmountFormat),
+        Some(value) => Money::from_json(value).map_err(|_| GenericBodyError::Amount),
     }
 }
 
@@ -243,26 +265,26 @@ impl SignatureVerifier {
 
     /// `Ok` when the header is well-formed, its time within five minutes of `now`, and one of its tags
     /// is the HMAC of `"<t>.<body>"` under one of the secrets.
-    pub fn verify(&self, header: Option<&str>, body: &[u8], now: Timestamp) -> Result<(), ServiceError> {
-        let header = header.ok_or(ServiceError::InvalidSignature)?;
+    pub fn verify(&self, header: Option<&str>, body: &[u8], now: Timestamp) -> Result<(), InvalidSignature> {
+        let header = header.ok_or(InvalidSignature)?;
         let mut t = None;
         let mut tags = Vec::new();
         for part in header.split(',') {
-            let (key, value) = part.trim().split_once('=').ok_or(ServiceError::InvalidSignature)?;
+            let (key, value) = part.trim().split_once('=').ok_or(InvalidSignature)?;
             match key {
                 "t" if t.is_none() => t = Some(value),
-                "t" => return Err(ServiceError::InvalidSignature),
-                "v1" => tags.push(hex::decode(value).map_err(|_| ServiceError::InvalidSignature)?),
+                "t" => return Err(InvalidSignature),
+                "v1" => tags.push(hex::decode(value).map_err(|_| InvalidSignature)?),
                 _ => {}
             }
         }
-        let t = t.ok_or(ServiceError::InvalidSignature)?;
+        let t = t.ok_or(InvalidSignature)?;
         let signed_at: i64 = match t.parse() {
             Ok(seconds) if t.bytes().all(|b| b.is_ascii_digit()) => seconds,
-            _ => return Err(ServiceError::InvalidSignature),
+            _ => return Err(InvalidSignature),
         };
         if (now.unix_seconds() - signed_at).abs() > MAX_CLOCK_SKEW_SECONDS || tags.is_empty() {
-            return Err(ServiceError::InvalidSignature);
+            return Err(InvalidSignature);
         }
         for secret in &self.secrets {
             for tag in &tags {
@@ -275,7 +297,7 @@ impl SignatureVerifier {
                 }
             }
         }
-        Err(ServiceError::InvalidSignature)
+        Err(InvalidSignature)
     }
 
     /// The header value a provider holding the first secret would send for `body` at `t` (for the local
@@ -317,8 +339,8 @@ mod tests {
         format!("t={t},v1={}", sign_with(secret.as_bytes(), t, body))
     }
 
-    fn refused(result: Result<(), ServiceError>) -> bool {
-        matches!(result, Err(ServiceError::InvalidSignature))
+    fn refused(result: Result<(), InvalidSignature>) -> bool {
+        result == Err(InvalidSignature)
     }
 
     #[test]
@@ -402,16 +424,13 @@ mod tests {
         };
         for amount in ["12.345", "abc", "-1", "1e3", ""] {
             assert!(
-                matches!(
-                    with(Value::String(amount.into())),
-                    Err(ServiceError::InvalidAmountFormat)
-                ),
+                matches!(with(Value::String(amount.into())), Err(GenericBodyError::Amount)),
                 "{amount}"
             );
         }
         assert!(with(Value::String("199".into())).is_ok());
         let err = PaymentEvent::parse_generic(br#"{"status": "paid", "amount": "1.00"}"#).unwrap_err();
-        let ServiceError::Validation(fields) = err else {
+        let GenericBodyError::Fields(fields) = err else {
             panic!("expected a validation error")
         };
         let names: Vec<_> = fields.iter().map(|f| f.field.as_str()).collect();

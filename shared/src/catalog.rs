@@ -78,3 +78,14 @@ impl From<&Address> for AddressSnapshot {
         }
     }
 }
+
+/// A product there is not enough of.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Shortage {
+    /// The product.
+    pub product_id: ProductId,
+    /// What the request asked for (after merging lines).
+    pub requested: u32,
+    /// What is available now.
+    pub available: u32,
+}

@@ -7,8 +7,8 @@ use serde_json::{json, Value};
 use crate::ids::ProductId;
 use crate::order::OrderStatus;
 
-/// Any error a caller may receive, boxed for sources we only log.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+pub use crate::catalog::Shortage;
+pub use crate::field::BoxError;
 
 /// A stable, machine-readable error code with its HTTP status and message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -156,35 +156,7 @@ impl ErrorCode {
     }
 }
 
-/// One field of a request that failed validation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FieldError {
-    /// The field's path in the body, e.g. `items[2].quantity`; `body` for the whole body.
-    pub field: String,
-    /// What is wrong with it.
-    pub message: String,
-}
-
-impl FieldError {
-    /// A field error.
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        FieldError {
-            field: field.into(),
-            message: message.into(),
-        }
-    }
-}
-
-/// A product there is not enough of.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Shortage {
-    /// The product.
-    pub product_id: ProductId,
-    /// What the request asked for (after merging lines).
-    pub requested: u32,
-    /// What is available now.
-    pub available: u32,
-}
+pub use crate::field::FieldError;
 
 /// Everything a use case can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -363,14 +335,32 @@ impl ServiceError {
     }
 }
 
+impl From<crate::idempotency::KeyError> for ServiceError {
+    fn from(err: crate::idempotency::KeyError) -> Self {
+        ServiceError::field("Idempotency-Key", err.0)
+    }
+}
+
+impl From<crate::callback::InvalidSignature> for ServiceError {
+    fn from(_: crate::callback::InvalidSignature) -> Self {
+        ServiceError::InvalidSignature
+    }
+}
+
+impl From<crate::callback::GenericBodyError> for ServiceError {
+    fn from(err: crate::callback::GenericBodyError) -> Self {
+        match err {
+            crate::callback::GenericBodyError::Amount => ServiceError::InvalidAmountFormat,
+            crate::callback::GenericBodyError::Fields(fields) => ServiceError::Validation(fields),
+        }
+    }
+}
+
 impl From<crate::ports::StoreError> for ServiceError {
     fn from(err: crate::ports::StoreError) -> Self {
         match err {
             crate::ports::StoreError::Busy(source) => ServiceError::ServiceBusy(source),
             crate::ports::StoreError::Backend(source) => ServiceError::Internal(source),
-            crate::ports::StoreError::KeyTaken => {
-                ServiceError::ServiceBusy("idempotency key taken concurrently".into())
-            }
         }
     }
 }

@@ -7,7 +7,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::error::ServiceError;
 use crate::ids::UserId;
 use crate::time::Timestamp;
 
@@ -18,24 +17,25 @@ pub const RETENTION_MINUTES: u32 = 24 * 60;
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct IdempotencyKey(String);
 
+/// Why a header value is not an idempotency key (a `VALIDATION_ERROR` on `Idempotency-Key`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("Idempotency-Key {0}")]
+pub struct KeyError(pub &'static str);
+
 impl IdempotencyKey {
     /// Accepts 1..=255 visible ASCII characters other than a comma; anything else is a validation error
     /// on the header. A comma is how API Gateway (payload 2.0) joins a header sent more than once, so a
     /// key with one may be two keys: the request is refused rather than guessed at.
-    pub fn parse(text: &str) -> Result<Self, ServiceError> {
+    pub fn parse(text: &str) -> Result<Self, KeyError> {
         if text.contains(',') {
-            return Err(ServiceError::field(
-                "Idempotency-Key",
+            return Err(KeyError(
                 "must be given once (a comma is how a repeated header arrives)",
             ));
         }
         if (1..=255).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_graphic()) {
             Ok(IdempotencyKey(text.to_owned()))
         } else {
-            Err(ServiceError::field(
-                "Idempotency-Key",
-                "must be 1 to 255 visible ASCII characters",
-            ))
+            Err(KeyError("must be 1 to 255 visible ASCII characters"))
         }
     }
 
@@ -121,6 +121,13 @@ pub enum KeyUse {
 }
 
 impl IdempotencyRecord {
+    /// What the record a store holds for this record's key (if any) means for writing this one, judged
+    /// at the moment this one was made: `Fresh` (no live holder: write it, replacing an expired one), or
+    /// the holder's answer.
+    pub fn against(&self, holder: Option<&IdempotencyRecord>) -> KeyUse {
+        Self::judge(holder, &self.request(), self.created_at)
+    }
+
     /// The record for `request` answered with `response` at `now`.
     pub fn new(user: &UserId, request: &IdempotentRequest, response: StoredResponse, now: Timestamp) -> Self {
         IdempotencyRecord {
@@ -134,13 +141,28 @@ impl IdempotencyRecord {
         }
     }
 
+    /// The one liveness rule: a record holds its key until `expires_at`, and from that instant counts
+    /// as absent whether or not the store has deleted it yet. (DynamoDB's write condition states the same
+    /// rule as `expires_at <= :now`, the instants written as fixed-width RFC 3339 text.)
+    pub fn is_live_at(&self, now: Timestamp) -> bool {
+        now < self.expires_at
+    }
+
+    /// The request this record answered (its key, route and body hash).
+    pub fn request(&self) -> IdempotentRequest {
+        IdempotentRequest {
+            key: self.key.clone(),
+            route: self.route.clone(),
+            body_hash: self.body_hash.clone(),
+        }
+    }
+
     /// Judges the record a store holds for the key (if any) against a request at `now`. Every store
-    /// calls this, so they agree on what an existing key means; an expired record is absent whether or
-    /// not the store has deleted it yet.
+    /// calls this, so they agree on what an existing key means.
     pub fn judge(existing: Option<&IdempotencyRecord>, request: &IdempotentRequest, now: Timestamp) -> KeyUse {
         match existing {
             None => KeyUse::Fresh,
-            Some(record) if now >= record.expires_at => KeyUse::Fresh,
+            Some(record) if !record.is_live_at(now) => KeyUse::Fresh,
             Some(record) if record.route == request.route && record.body_hash == request.body_hash => {
                 KeyUse::Replay(record.response.clone())
             }

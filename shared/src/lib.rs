@@ -4,6 +4,7 @@
 pub mod callback;
 pub mod catalog;
 pub mod error;
+pub mod field;
 pub mod idempotency;
 pub mod ids;
 pub mod money;

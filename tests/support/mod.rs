@@ -339,6 +339,30 @@ impl TestEnv {
         }
     }
 
+    /// Removes a product from the store itself (no port removes products; an operator might).
+    pub async fn remove_product(&self, id: &str) {
+        match &self.raw {
+            Raw::Sqlite { path, .. } => {
+                let conn = rusqlite::Connection::open(path).expect("open sqlite");
+                conn.execute("DELETE FROM products WHERE id = ?1", [id])
+                    .expect("delete product");
+            }
+            Raw::Dynamo { client, table } => {
+                client
+                    .delete_item()
+                    .table_name(table)
+                    .key(
+                        "pk",
+                        aws_sdk_dynamodb::types::AttributeValue::S(format!("PRODUCT#{id}")),
+                    )
+                    .key("sk", aws_sdk_dynamodb::types::AttributeValue::S("#PRODUCT".into()))
+                    .send()
+                    .await
+                    .expect("delete product");
+            }
+        }
+    }
+
     /// The SQLite database file, when the store is SQLite (for tests that reach under the adapter).
     pub fn sqlite_path(&self) -> Option<&Path> {
         match &self.raw {

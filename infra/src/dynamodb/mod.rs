@@ -26,8 +26,9 @@ use domain::ids::{AddressId, OrderId, PaymentId, ProductId};
 use domain::order::Order;
 use domain::payment::Payment;
 use domain::ports::{
-    Catalog, CatalogAdmin, Change, DuePage, ExpiryIndex, Judge, LineCheck, ListPosition, ListedOrder, NewOrder,
-    OrderList, OrderStore, OrderUpdates, OrderWithPayments, PlaceError, Placement, Restock, StoreError,
+    Catalog, CatalogAdmin, Change, ChangeFound, DuePage, ExpiryIndex, Judge, LineCheck, ListPosition, ListedOrder,
+    NewOrder, OrderList, OrderStore, OrderUpdates, OrderWithPayments, PlaceError, Placement, Refused, Restock,
+    StoreError, Updated,
 };
 use domain::{StockSource, Timestamp, UserId};
 use serde::Serialize;
@@ -334,12 +335,7 @@ impl DynamoStore {
                         .map(|item| from_item(item.clone()))
                         .transpose()
                         .map_err(backend)?;
-                    let now = placement
-                        .idempotency
-                        .as_ref()
-                        .map(|r| r.created_at)
-                        .unwrap_or_else(Timestamp::now);
-                    key_use = placement.key_use(existing.as_ref(), now);
+                    key_use = placement.key_use(existing.as_ref());
                     if key_use == KeyUse::Fresh {
                         return Err(backend("idempotency condition failed without a live record returned"));
                     }
@@ -356,8 +352,8 @@ impl DynamoStore {
 /// What one attempt at writing a change came to.
 enum Committed {
     Written,
-    /// Another writer changed the order first (or a concurrent transaction conflicted): judge again.
-    Stale,
+    /// Not written; what the domain made of what the store found (or a conflicting transaction: stale).
+    Refused(Refused),
 }
 
 impl DynamoStore {
@@ -430,25 +426,29 @@ impl DynamoStore {
             if let TransactWriteItemsError::TransactionCanceledException(c) = e.err() {
                 // The first action is the order's version check; the idempotency record, if any, comes
                 // right after the payments. Any other failed condition means the change does not fit the
-                // table (a payment vanished, an id collided): not worth retrying.
+                // table (a payment vanished, an id collided): not worth retrying. What the two report is
+                // the domain's to judge.
                 let record_at = change
                     .idempotency
                     .as_ref()
                     .map(|_| 1 + change.payments.len() + usize::from(change.created.is_some()));
-                let reasons = c.cancellation_reasons();
-                let failed = |i: usize| reasons.get(i).and_then(|r| r.code()) == Some("ConditionalCheckFailed");
-                if record_at.is_some_and(failed) && !failed(0) {
-                    return Err(StoreError::KeyTaken);
-                }
-                for (i, reason) in reasons.iter().enumerate() {
+                let mut found = ChangeFound::default();
+                for (i, reason) in c.cancellation_reasons().iter().enumerate() {
                     match reason.code() {
                         None | Some("None") => {}
-                        Some("ConditionalCheckFailed") if i == 0 || Some(i) == record_at => {}
+                        Some("ConditionalCheckFailed") if i == 0 => found.version_moved = true,
+                        Some("ConditionalCheckFailed") if Some(i) == record_at => {
+                            found.key_holder = reason
+                                .item()
+                                .map(|item| from_item(item.clone()))
+                                .transpose()
+                                .map_err(backend)?;
+                        }
                         Some(code) if is_transient(Some(code)) => {}
                         Some(code) => return Err(backend(format!("change refused at action {i}: {code}"))),
                     }
                 }
-                return Ok(Committed::Stale);
+                return Ok(Committed::Refused(change.refused(&found)));
             }
         }
         // Throttling and timeouts were already retried by the SDK: past that, the caller answers busy.
@@ -482,17 +482,18 @@ impl OrderUpdates for DynamoStore {
         }
     }
 
-    async fn update(&self, id: &OrderId, judge: Judge) -> Result<Option<OrderWithPayments>, StoreError> {
+    async fn update(&self, id: &OrderId, judge: Judge) -> Result<Updated, StoreError> {
         for attempt in 1..=UPDATE_ATTEMPTS {
             let Some(state) = self.order_with_payments(id).await? else {
-                return Ok(None);
+                return Ok(Updated::NotFound);
             };
             let Some(change) = judge(&state) else {
-                return Ok(Some(state));
+                return Ok(Updated::Judged(Box::new(state)));
             };
             match self.commit(&state, &change).await? {
-                Committed::Written => return Ok(Some(state)),
-                Committed::Stale => {
+                Committed::Written => return Ok(Updated::Judged(Box::new(state))),
+                Committed::Refused(Refused::KeyAnswered(answer)) => return Ok(Updated::KeyAnswered(answer)),
+                Committed::Refused(Refused::Stale) => {
                     tracing::info!(order_id = %id, attempt, "order changed while judged; judging again");
                     backoff(attempt).await;
                 }

@@ -47,7 +47,11 @@ pub async fn apply_callback(svc: &Services, event: &PaymentEvent) -> Result<Call
         None => None,
         Some(order_id) => {
             let (event, now) = (event.clone(), svc.clock.now());
-            update_with(svc.updates.as_ref(), &order_id, move |state| judge(state, &event, now)).await?
+            update_with(svc.updates.as_ref(), &order_id, move |state| {
+                event_outcome(state, &event, now)
+            })
+            .await?
+            .without_key()?
         }
     };
     let outcome = outcome.unwrap_or(CallbackOutcome::UnknownPayment);
@@ -84,7 +88,11 @@ pub async fn apply_callback(svc: &Services, event: &PaymentEvent) -> Result<Call
 /// docs/api.md §8 as one pure function of the order's state: what the event means for its payment and
 /// order, and the change that records it (every recorded event carries its id, which is how a redelivery
 /// is recognised).
-pub fn judge(state: &OrderWithPayments, event: &PaymentEvent, now: Timestamp) -> (CallbackOutcome, Option<Change>) {
+pub fn event_outcome(
+    state: &OrderWithPayments,
+    event: &PaymentEvent,
+    now: Timestamp,
+) -> (CallbackOutcome, Option<Change>) {
     use CallbackOutcome::*;
     let Some(current) = state.payments.iter().find(|p| p.id == event.payment_id) else {
         return (UnknownPayment, None);
@@ -140,20 +148,14 @@ pub fn judge(state: &OrderWithPayments, event: &PaymentEvent, now: Timestamp) ->
             {
                 return (Noted, None);
             }
-            // Any other open payment can no longer be paid: it leaves the open set in the same write.
-            for other in state
-                .payments
-                .iter()
-                .filter(|p| p.id != payment.id && p.status.is_open())
-            {
-                let mut other = other.clone();
-                if other
-                    .transition(PaymentStatus::Expired, "superseded", json!({ "by": payment.id }), now)
-                    .is_ok()
-                {
-                    change.payment(other);
-                }
-            }
+            // Any other open payment can no longer be paid.
+            change.expire_open_payments(
+                state,
+                Some(&payment.id),
+                "superseded",
+                &json!({ "by": payment.id }),
+                now,
+            );
             let log = if from == PaymentStatus::Expired {
                 "late_success"
             } else {
@@ -339,7 +341,7 @@ mod tests {
         for (payment, order, status, amount, outcome, payment_after, order_after, log, refund) in cases {
             let s = state(payment, order);
             let e = event(&s, status, amount, EventSource::Generic);
-            let (got, change) = judge(&s, &e, s.order.created_at);
+            let (got, change) = event_outcome(&s, &e, s.order.created_at);
             let name = format!("{payment}/{order} + {status:?} {amount}");
             assert_eq!(got, outcome, "{name}");
             let change = change.expect("every new event is recorded");
@@ -359,7 +361,7 @@ mod tests {
             let mut after = s.clone();
             after.payments = vec![p.clone()];
             assert_eq!(
-                judge(&after, &e, s.order.created_at),
+                event_outcome(&after, &e, s.order.created_at),
                 (CallbackOutcome::AlreadyApplied, None),
                 "{name}"
             );
@@ -371,12 +373,12 @@ mod tests {
         let s = state(PaymentStatus::Init, OrderStatus::Pending);
         let fen_short = event(&s, ReportedStatus::Succeeded, "198.99", EventSource::Wechatpay);
         assert_eq!(
-            judge(&s, &fen_short, s.order.created_at).0,
+            event_outcome(&s, &fen_short, s.order.created_at).0,
             CallbackOutcome::AmountMismatch
         );
         let alipay = event(&s, ReportedStatus::Succeeded, "199.00", EventSource::Alipay);
         assert_eq!(
-            judge(&s, &alipay, s.order.created_at),
+            event_outcome(&s, &alipay, s.order.created_at),
             (CallbackOutcome::NotThisProvider, None)
         );
     }

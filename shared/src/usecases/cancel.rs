@@ -6,7 +6,6 @@ use serde_json::json;
 use crate::error::ServiceError;
 use crate::ids::{OrderId, UserId};
 use crate::order::OrderStatus;
-use crate::payment::PaymentStatus;
 use crate::ports::{update_with, Change, OrderWithPayments};
 use crate::time::Timestamp;
 use crate::usecases::Services;
@@ -26,20 +25,7 @@ pub(crate) fn cancellation(
         .order
         .transition(OrderStatus::Cancelled, operator, note, now)
         .ok()?;
-    for open in state.payments.iter().filter(|p| p.status.is_open()) {
-        let mut payment = open.clone();
-        if payment
-            .transition(
-                PaymentStatus::Expired,
-                payment_event,
-                json!({ "order": "cancelled" }),
-                now,
-            )
-            .is_ok()
-        {
-            change.payment(payment);
-        }
-    }
+    change.expire_open_payments(state, None, payment_event, &json!({ "order": "cancelled" }), now);
     change.release_stock();
     Some(change)
 }
@@ -47,14 +33,15 @@ pub(crate) fn cancellation(
 /// Cancels the caller's order and answers it with its payments as they now are.
 pub async fn cancel_order(svc: &Services, user: &UserId, id: &OrderId) -> Result<OrderWithPayments, ServiceError> {
     let (user, now) = (user.clone(), svc.clock.now());
-    update_with(svc.updates.as_ref(), id, move |state| judge(state, &user, now))
+    update_with(svc.updates.as_ref(), id, move |state| shopper_cancel(state, &user, now))
         .await?
+        .without_key()?
         .unwrap_or(Err(ServiceError::OrderNotFound))
 }
 
 /// Pending: cancel. Already cancelled: answer it again and write nothing (stock returns once). Any other
 /// status: `409 ORDER_NOT_CANCELLABLE`. Another user's order is not found.
-pub fn judge(
+pub fn shopper_cancel(
     state: &OrderWithPayments,
     user: &UserId,
     now: Timestamp,

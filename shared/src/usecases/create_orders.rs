@@ -11,6 +11,7 @@ use crate::ids::{ProductId, UserId};
 use crate::order::{Order, OrderDraft};
 use crate::payment::Payment;
 use crate::ports::{NewOrder, PlaceError, Placement};
+use crate::usecases::idempotent::{at_most_once, Answered, Attempt};
 use crate::usecases::request::CreateOrders;
 use crate::usecases::Services;
 
@@ -25,15 +26,6 @@ pub struct Created {
 
 /// How many times a write refused because a product's price moved under us is tried again.
 const STALE_READ_RETRIES: usize = 1;
-
-/// What a create answers: the orders it created, or the answer its idempotency key already gave.
-#[derive(Debug, Clone)]
-pub enum Placed {
-    /// Created now (status 201).
-    Created(Created),
-    /// The key's earlier answer, to replay as it was.
-    Replayed(StoredResponse),
-}
 
 /// A create request's idempotency key, and how its answer is rendered (the rendering is stored with
 /// the orders, in the same write, and replayed byte for byte).
@@ -54,27 +46,10 @@ pub async fn create_orders(
     user: &UserId,
     cmd: &CreateOrders,
     idempotency: Option<Idempotency<'_>>,
-) -> Result<Placed, ServiceError> {
-    let refused = match place(svc, user, cmd, idempotency.as_ref()).await {
-        Err(
-            err @ (ServiceError::ProductNotFound(_)
-            | ServiceError::AddressInvalid
-            | ServiceError::InsufficientStock(_)
-            | ServiceError::SupplierUnavailable(_)),
-        ) => err,
-        other => return other,
-    };
-    // A refusal before the write may only mean the world moved on since the key's first, successful
-    // answer (the last unit sold, the product withdrawn): that answer is still the one to give.
-    let Some(idempotency) = idempotency else {
-        return Err(refused);
-    };
-    let existing = svc.orders.idempotency_record(user, &idempotency.request.key).await?;
-    match IdempotencyRecord::judge(existing.as_ref(), idempotency.request, svc.clock.now()) {
-        KeyUse::Fresh => Err(refused),
-        KeyUse::Replay(response) => Ok(Placed::Replayed(response)),
-        KeyUse::Reused => Err(ServiceError::IdempotencyKeyReused),
-    }
+) -> Result<Answered<Created>, ServiceError> {
+    let attempt = place(svc, user, cmd, idempotency.as_ref()).await;
+    let request = idempotency.as_ref().map(|i| i.request);
+    at_most_once(svc.orders.as_ref(), svc.clock.as_ref(), user, request, attempt).await
 }
 
 async fn place(
@@ -82,7 +57,7 @@ async fn place(
     user: &UserId,
     cmd: &CreateOrders,
     idempotency: Option<&Idempotency<'_>>,
-) -> Result<Placed, ServiceError> {
+) -> Result<Attempt<Created>, ServiceError> {
     let ids: Vec<ProductId> = cmd.lines.iter().map(|l| l.product_id.clone()).collect();
     let mut attempt = 0;
     loop {
@@ -146,9 +121,9 @@ async fn place(
         };
 
         match svc.orders.place(&placement).await {
-            Ok(()) => return Ok(Placed::Created(created)),
-            Err(PlaceError::Replay(response)) => return Ok(Placed::Replayed(response)),
-            Err(PlaceError::KeyReused) => return Err(ServiceError::IdempotencyKeyReused),
+            Ok(()) => return Ok(Attempt::Made(created)),
+            Err(PlaceError::Replay(response)) => return Ok(Attempt::KeyAnswered(KeyUse::Replay(response))),
+            Err(PlaceError::KeyReused) => return Ok(Attempt::KeyAnswered(KeyUse::Reused)),
             // What was read (perhaps from a warm cache) no longer holds: forget it, read afresh, try once more.
             Err(
                 stale

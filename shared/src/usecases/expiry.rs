@@ -59,7 +59,8 @@ pub async fn sweep(svc: &Services, keep_going: &(dyn Fn() -> bool + Send + Sync)
             }
             report.found += 1;
             let id = due.order_id().clone();
-            match update_with(svc.updates.as_ref(), &id, move |state| judge(state, &due, now)).await {
+            let decided = update_with(svc.updates.as_ref(), &id, move |state| expire_due(state, &due, now)).await;
+            match decided.and_then(crate::ports::Decided::without_key) {
                 Ok(Some(Expiry::Cancelled)) => report.cancelled += 1,
                 Ok(Some(Expiry::PaymentExpired)) => report.expired += 1,
                 Ok(Some(Expiry::Skipped) | None) => report.skipped += 1,
@@ -84,7 +85,7 @@ pub async fn sweep(svc: &Services, keep_going: &(dyn Fn() -> bool + Send + Sync)
 /// One due entry against its order as the store holds it: cancel the order if it is pending past its
 /// deadline; else expire the payment if it is open past its own expiry and its order is pending; else
 /// nothing (a callback, the shopper or an earlier sweep got there first).
-pub fn judge(state: &OrderWithPayments, due: &Due, now: Timestamp) -> (Expiry, Option<Change>) {
+pub fn expire_due(state: &OrderWithPayments, due: &Due, now: Timestamp) -> (Expiry, Option<Change>) {
     let order = &state.order;
     if order.status == OrderStatus::Pending && now >= order.payment_deadline {
         if let Some(change) = cancellation(state, "system:expiry", "支付超时，订单自动取消", "expired", now)

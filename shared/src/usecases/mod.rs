@@ -6,6 +6,7 @@ mod create_orders;
 mod create_payment;
 pub mod expiry;
 mod get_order;
+mod idempotent;
 pub mod list;
 pub mod request;
 
@@ -15,19 +16,12 @@ use crate::ports::{Catalog, Clock, ExpiryIndex, Metrics, OrderList, OrderStore, 
 
 pub use callbacks::{apply_callback, enqueue_callback, CallbackOutcome};
 pub use cancel::cancel_order;
-pub use create_orders::{create_orders, Created, Idempotency, Placed};
-pub use create_payment::{create_payment, PaymentPlaced, RenderPayment};
+pub use create_orders::{create_orders, Created, Idempotency};
+pub use create_payment::{create_payment, RenderPayment};
 pub use expiry::{sweep, SweepReport};
 pub use get_order::get_order;
+pub use idempotent::{at_most_once, Answered, Attempt};
 pub use list::{list_orders, CursorKey, OrderPage};
-
-/// Pure judgements the stores' conformance tests and the adapters' callers may reach directly.
-pub mod judges {
-    pub use super::callbacks::judge as callback;
-    pub use super::cancel::judge as cancel;
-    pub use super::create_payment::judge as new_payment;
-    pub use super::expiry::judge as expiry;
-}
 
 /// The ports a use case may need, built once per cold start and shared by every request.
 #[derive(Clone)]

@@ -167,23 +167,30 @@ impl Fields {
     }
 }
 
-fn json_object(body: &[u8]) -> Result<Map<String, Value>, ServiceError> {
+/// A request body, parsed once: a JSON object, or `400` naming the body. The commands below read it, and
+/// an idempotency key hashes the same value.
+pub fn json_body(body: &[u8]) -> Result<Value, ServiceError> {
     match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(obj)) => Ok(obj),
+        Ok(value @ Value::Object(_)) => Ok(value),
         Ok(_) => Err(ServiceError::field("body", "must be a JSON object")),
         Err(_) => Err(ServiceError::field("body", "is not valid JSON")),
     }
 }
 
+fn json_object(body: &Value) -> Result<&Map<String, Value>, ServiceError> {
+    body.as_object()
+        .ok_or_else(|| ServiceError::field("body", "must be a JSON object"))
+}
+
 /// Parses `POST /api/orders/create_order/`.
-pub fn parse_create_order(body: &[u8]) -> Result<CreateOrders, ServiceError> {
+pub fn parse_create_order(body: &Value) -> Result<CreateOrders, ServiceError> {
     let obj = json_object(body)?;
     let mut f = Fields::default();
-    let product_id = f.id(&obj, "product_id", "product_id", ProductId::parse);
-    let quantity = f.quantity(&obj, "quantity");
-    let address_id = f.id(&obj, "address_id", "address_id", AddressId::parse);
-    let payment_method = f.method(&obj);
-    let ttl_minutes = f.ttl(&obj);
+    let product_id = f.id(obj, "product_id", "product_id", ProductId::parse);
+    let quantity = f.quantity(obj, "quantity");
+    let address_id = f.id(obj, "address_id", "address_id", AddressId::parse);
+    let payment_method = f.method(obj);
+    let ttl_minutes = f.ttl(obj);
     let parsed = (|| {
         Some(CreateOrders {
             lines: vec![OrderLine {
@@ -199,11 +206,11 @@ pub fn parse_create_order(body: &[u8]) -> Result<CreateOrders, ServiceError> {
 }
 
 /// Parses `POST /api/orders/{order_id}/payments/`: `{"payment_method", "ttl_minutes", "amount"?}`.
-pub fn parse_create_payment(body: &[u8]) -> Result<CreatePayment, ServiceError> {
+pub fn parse_create_payment(body: &Value) -> Result<CreatePayment, ServiceError> {
     let obj = json_object(body)?;
     let mut f = Fields::default();
-    let payment_method = f.method(&obj);
-    let ttl_minutes = f.ttl(&obj);
+    let payment_method = f.method(obj);
+    let ttl_minutes = f.ttl(obj);
     let amount = obj.get("amount").filter(|v| !v.is_null()).cloned();
     let parsed = (|| {
         Some(CreatePayment {
@@ -217,7 +224,7 @@ pub fn parse_create_payment(body: &[u8]) -> Result<CreatePayment, ServiceError> 
 
 /// Parses `POST /api/orders/create_batch_orders/`: merges lines naming the same product (the merged
 /// quantity must still be 1..=999) and enforces the transaction-derived product cap.
-pub fn parse_create_batch(body: &[u8]) -> Result<CreateOrders, ServiceError> {
+pub fn parse_create_batch(body: &Value) -> Result<CreateOrders, ServiceError> {
     let obj = json_object(body)?;
     let mut f = Fields::default();
     let mut lines: Vec<OrderLine> = Vec::new();
@@ -262,9 +269,9 @@ pub fn parse_create_batch(body: &[u8]) -> Result<CreateOrders, ServiceError> {
         None | Some(Value::Null) => f.bad("items", "is required"),
         Some(_) => f.bad("items", "must be an array"),
     }
-    let address_id = f.id(&obj, "address_id", "address_id", AddressId::parse);
-    let payment_method = f.method(&obj);
-    let ttl_minutes = f.ttl(&obj);
+    let address_id = f.id(obj, "address_id", "address_id", AddressId::parse);
+    let payment_method = f.method(obj);
+    let ttl_minutes = f.ttl(obj);
     if lines.len() > MAX_BATCH_PRODUCTS {
         return Err(ServiceError::BatchTooLarge {
             max: MAX_BATCH_PRODUCTS,
@@ -296,6 +303,10 @@ mod tests {
         }
     }
 
+    fn json(body: &[u8]) -> Value {
+        json_body(body).unwrap()
+    }
+
     #[test]
     fn the_cap_is_32_products() {
         assert_eq!(MAX_BATCH_PRODUCTS, 32);
@@ -303,7 +314,7 @@ mod tests {
 
     #[test]
     fn integer_ids_are_taken_as_decimal_strings_and_defaults_apply() {
-        let cmd = parse_create_order(br#"{"product_id": 42, "address_id": "a1", "quantity": 2}"#).unwrap();
+        let cmd = parse_create_order(&json(br#"{"product_id": 42, "address_id": "a1", "quantity": 2}"#)).unwrap();
         assert_eq!(cmd.lines[0].product_id.as_str(), "42");
         assert_eq!(cmd.payment_method, PaymentMethod::Wechat);
         assert_eq!(cmd.ttl_minutes, TtlMinutes::DEFAULT);
@@ -311,9 +322,10 @@ mod tests {
 
     #[test]
     fn every_bad_field_is_named() {
-        let err =
-            parse_create_order(br#"{"product_id": true, "quantity": "2", "payment_method": "cash", "ttl_minutes": 0}"#)
-                .unwrap_err();
+        let err = parse_create_order(&json(
+            br#"{"product_id": true, "quantity": "2", "payment_method": "cash", "ttl_minutes": 0}"#,
+        ))
+        .unwrap_err();
         assert_eq!(
             fields(err),
             ["product_id", "quantity", "address_id", "payment_method", "ttl_minutes"]
@@ -322,9 +334,7 @@ mod tests {
 
     #[test]
     fn batch_lines_merge_in_order_of_first_appearance() {
-        let cmd = parse_create_batch(
-            br#"{"items": [{"product_id": "b", "quantity": 1}, {"product_id": "a", "quantity": 2}, {"product_id": "b", "quantity": 3}], "address_id": "a1"}"#,
-        )
+        let cmd = parse_create_batch(&json(br#"{"items": [{"product_id": "b", "quantity": 1}, {"product_id": "a", "quantity": 2}, {"product_id": "b", "quantity": 3}], "address_id": "a1"}"#))
         .unwrap();
         let got: Vec<_> = cmd
             .lines
@@ -336,9 +346,7 @@ mod tests {
 
     #[test]
     fn a_merged_quantity_over_999_is_refused() {
-        let err = parse_create_batch(
-            br#"{"items": [{"product_id": "b", "quantity": 500}, {"product_id": "b", "quantity": 500}], "address_id": "a1"}"#,
-        )
+        let err = parse_create_batch(&json(br#"{"items": [{"product_id": "b", "quantity": 500}, {"product_id": "b", "quantity": 500}], "address_id": "a1"}"#))
         .unwrap_err();
         assert_eq!(fields(err), ["items[0].quantity"]);
     }
@@ -350,7 +358,7 @@ mod tests {
             .collect();
         let body = serde_json::json!({"items": items, "address_id": "a1"}).to_string();
         assert!(matches!(
-            parse_create_batch(body.as_bytes()),
+            parse_create_batch(&json(body.as_bytes())),
             Err(ServiceError::BatchTooLarge { max: 32, given: 33 })
         ));
     }
@@ -371,7 +379,7 @@ mod tests {
                 }
             }
             let over = expected.iter().any(|(_, total)| *total > Quantity::MAX);
-            match parse_create_batch(body.as_bytes()) {
+            match parse_create_batch(&json(body.as_bytes())) {
                 Ok(cmd) => {
                     proptest::prop_assert!(!over);
                     let got: Vec<_> = cmd.lines.iter().map(|l| (l.product_id.to_string(), l.quantity.get())).collect();

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use domain::ports::{Judge, Metric, OrderUpdates, OrderWithPayments, StoreError};
+use domain::ports::{Judge, Metric, OrderUpdates, StoreError, Updated};
 use domain::{OrderId, PaymentId, ReportedStatus};
 use e2e::{create_order, create_payment, deliver, event, get_order, TestEnv};
 use serde_json::{json, Value};
@@ -234,7 +234,7 @@ impl OrderUpdates for FaultOnce {
         self.inner.order_of_payment(id).await
     }
 
-    async fn update(&self, id: &OrderId, judge: Judge) -> Result<Option<OrderWithPayments>, StoreError> {
+    async fn update(&self, id: &OrderId, judge: Judge) -> Result<Updated, StoreError> {
         if id == &self.order {
             let mut seen = self.seen.lock().unwrap();
             *seen += 1;

@@ -529,3 +529,26 @@ async fn listed(env: &TestEnv) -> (Value, Value) {
     let (_, got) = get_order(env, Some("alice"), page["orders"][0]["id"].as_str().unwrap()).await;
     (page["orders"][0]["open_payment"].clone(), got)
 }
+
+/// A cancellation that would give units back to a product the catalogue no longer holds is refused the
+/// same way on both stores: nothing is written, and once the product is back the cancel goes through.
+pub async fn stock_never_goes_back_to_a_product_that_is_gone(env: TestEnv) {
+    env.product("fridge", "10.00", 5).await;
+    env.address("alice-home", "alice").await;
+    let created = order(&env, "fridge", 2, 30).await;
+    env.remove_product("fridge").await;
+    let before = env.snapshot().await;
+
+    let (status, body) = cancel_order(&env, Some("alice"), &id(&created)).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (500, Some("INTERNAL_ERROR")),
+        "{body}"
+    );
+    assert_eq!(env.snapshot().await, before, "nothing written");
+
+    let fridge = env.product("fridge", "10.00", 3).await;
+    let (status, body) = cancel_order(&env, Some("alice"), &id(&created)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(env.stock(&fridge).await, 5);
+}

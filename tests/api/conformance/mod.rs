@@ -73,6 +73,7 @@ conformance!(
     lifecycle::a_thousand_due_orders_are_swept_across_pages_and_runs,
     lifecycle::the_list_pages_newest_first_behind_a_cursor_only_its_owner_can_use,
     lifecycle::the_lists_open_payment_follows_every_payment_write,
+    lifecycle::stock_never_goes_back_to_a_product_that_is_gone,
     providers::wechatpay_notifications_are_verified_decrypted_and_applied_once,
     providers::alipay_notifications_are_verified_and_applied_once,
     providers::a_provider_speaks_only_for_its_own_payments,

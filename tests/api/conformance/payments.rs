@@ -1,7 +1,7 @@
 //! create_payment: the seed's checks in its order, one open payment per order, all in one write.
 
 use domain::ports::{update_with, Change};
-use domain::{OrderId, OrderStatus, PaymentStatus, ReportedStatus, Timestamp};
+use domain::{OrderId, OrderStatus, ReportedStatus, Timestamp};
 use e2e::{create_order, create_payment, deliver, event, get_order, TestEnv};
 use serde_json::{json, Value};
 
@@ -31,15 +31,11 @@ pub async fn cancel_through_the_port(env: &TestEnv, order: &str) {
             .transition(OrderStatus::Cancelled, "test", "cancelled by the test", now)
             .expect("pending -> cancelled");
         change.release_stock();
-        for open in state.payments.iter().filter(|p| p.status.is_open()) {
-            let mut p = open.clone();
-            p.transition(PaymentStatus::Expired, "cancelled_by_user", json!({}), now)
-                .unwrap();
-            change.payment(p);
-        }
+        change.expire_open_payments(state, None, "cancelled_by_user", &json!({}), now);
         ((), Some(change))
     })
     .await
+    .and_then(domain::ports::Decided::without_key)
     .expect("cancel")
     .expect("order exists");
 }
