@@ -9,13 +9,15 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use domain::catalog::{Address, Product};
+use domain::change::{Change, Judge, OrderWithPayments, Restock, Updated};
 use domain::idempotency::{IdempotencyKey, IdempotencyRecord, KeyUse};
 use domain::ids::{AddressId, OrderId, PaymentId, ProductId};
 use domain::order::Order;
 use domain::payment::Payment;
+use domain::placement::Placement;
 use domain::ports::{
-    Catalog, CatalogAdmin, Change, Due, DuePage, ExpiryIndex, Judge, ListPosition, ListedOrder, OrderList, OrderStore,
-    OrderUpdates, OrderWithPayments, PlaceError, Placement, Restock, StoreError, Updated,
+    Catalog, CatalogAdmin, Due, DuePage, ExpiryIndex, ListPosition, ListedOrder, OrderList, OrderStore, OrderUpdates,
+    PlaceError, StoreError,
 };
 use domain::StockSource;
 use domain::{Timestamp, UserId};

@@ -3,6 +3,7 @@
 
 pub mod callback;
 pub mod catalog;
+pub mod change;
 pub mod error;
 pub mod field;
 pub mod idempotency;
@@ -10,6 +11,7 @@ pub mod ids;
 pub mod money;
 pub mod order;
 pub mod payment;
+pub mod placement;
 pub mod ports;
 pub mod time;
 pub mod usecases;

@@ -4,8 +4,10 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use domain::change::OrderWithPayments;
 use domain::ids::OrderId;
-use domain::ports::{OrderStore, OrderWithPayments, PlaceError, Placement, StoreError, SystemClock};
+use domain::placement::Placement;
+use domain::ports::{OrderStore, PlaceError, StoreError, SystemClock};
 use domain::usecases::Services;
 use e2e::{read, request, sqlite};
 use infra::dynamodb::DynamoStore;

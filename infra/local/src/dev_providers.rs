@@ -86,6 +86,28 @@ pub fn publish_new(path: &Path, contents: &str) -> std::io::Result<bool> {
     }
 }
 
+/// The callback secrets: `PAYMENT_CALLBACK_SECRETS` if set, else a development secret kept in
+/// `secret_file` (made on first use), which the server prints at start.
+pub fn callback_secrets(secret_file: &std::path::Path) -> Result<(String, bool), Box<dyn std::error::Error>> {
+    if let Ok(secrets) = std::env::var("PAYMENT_CALLBACK_SECRETS") {
+        if !secrets.trim().is_empty() {
+            return Ok((secrets, false));
+        }
+    }
+    if let Ok(secret) = std::fs::read_to_string(secret_file) {
+        if !secret.trim().is_empty() {
+            return Ok((secret.trim().to_owned(), true));
+        }
+    }
+    let secret = format!("dev-{}", uuid::Uuid::new_v4().simple());
+    if publish_new(secret_file, &secret)? {
+        Ok((secret, true))
+    } else {
+        // Another start published its secret first: use that one.
+        callback_secrets(secret_file)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

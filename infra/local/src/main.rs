@@ -6,13 +6,14 @@ mod dev_providers;
 mod edge;
 mod gateway;
 mod queue;
+mod signing;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use clap::{Parser, Subcommand};
-use domain::ports::{Catalog, CatalogAdmin, Clock, ExpiryIndex, OrderList, OrderStore, OrderUpdates, SystemClock};
+use clap::Parser;
+use domain::ports::{Catalog, CatalogAdmin, ExpiryIndex, OrderList, OrderStore, OrderUpdates, SystemClock};
 use domain::usecases::Services;
 use infra::catalog_file::{CatalogFile, DEMO};
 use infra::dynamodb::schema::TableSchema;
@@ -56,161 +57,7 @@ struct Args {
     #[arg(long, default_value = ".local/callback-secret")]
     secret_file: PathBuf,
     #[command(subcommand)]
-    command: Option<Command>,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Prints a curl command posting a correctly signed generic callback to the local server.
-    #[command(name = "sign-callback")]
-    Generic {
-        /// The payment id (`payment.id` in the create response).
-        #[arg(long)]
-        payment_id: String,
-        /// The amount the provider reports, e.g. 6598.00.
-        #[arg(long)]
-        amount: String,
-        /// processing, succeeded or failed.
-        #[arg(long, default_value = "succeeded")]
-        status: String,
-        /// The provider's event id (a fresh one by default).
-        #[arg(long)]
-        event_id: Option<String>,
-    },
-    /// Prints a curl command posting a WeChat Pay APIv3 notification, signed and encrypted with the
-    /// development keys, to the local server.
-    #[command(name = "sign-wechatpay")]
-    Wechatpay {
-        /// The payment id (`out_trade_no`).
-        #[arg(long)]
-        payment_id: String,
-        /// The amount in yuan, e.g. 2199.00 (sent in fen, as WeChat Pay does).
-        #[arg(long)]
-        amount: String,
-        /// SUCCESS, USERPAYING, CLOSED, PAYERROR, REVOKED or NOTPAY.
-        #[arg(long, default_value = "SUCCESS")]
-        trade_state: String,
-        /// The notification id (a fresh one by default).
-        #[arg(long)]
-        id: Option<String>,
-    },
-    /// Prints a curl command posting an Alipay notification, signed with the development key, to the
-    /// local server.
-    #[command(name = "sign-alipay")]
-    Alipay {
-        /// The payment id (`out_trade_no`).
-        #[arg(long)]
-        payment_id: String,
-        /// The amount in yuan, e.g. 2199.00.
-        #[arg(long)]
-        amount: String,
-        /// TRADE_SUCCESS, TRADE_FINISHED, WAIT_BUYER_PAY or TRADE_CLOSED.
-        #[arg(long, default_value = "TRADE_SUCCESS")]
-        trade_status: String,
-        /// The notification id (a fresh one by default).
-        #[arg(long)]
-        notify_id: Option<String>,
-    },
-}
-
-/// Runs a helper subcommand.
-fn run_command(args: &Args, command: &Command) -> Result<(), Box<dyn std::error::Error>> {
-    let url = |path: &str| format!("http://127.0.0.1:{}/api/payments/callback/{path}", args.port);
-    match command {
-        Command::Generic { .. } => sign_callback(args, command),
-        Command::Wechatpay {
-            payment_id,
-            amount,
-            trade_state,
-            id,
-        } => {
-            let dev = dev_providers::DevProviders::load_or_create(&args.provider_keys)?;
-            let fen = domain::Money::parse(amount)?.to_fen();
-            let id = id.clone().unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-            let posted = dev.wechatpay.notification(&id, payment_id, trade_state, fen);
-            let headers: Vec<String> = posted
-                .headers
-                .iter()
-                .map(|(name, value)| format!("-H '{name}: {value}'"))
-                .collect();
-            println!(
-                "curl -s -i -X POST {} -H 'Content-Type: application/json' \\\n  {} \\\n  -d '{}'",
-                url("wechatpay/"),
-                headers.join(" \\\n  "),
-                posted.body
-            );
-            Ok(())
-        }
-        Command::Alipay {
-            payment_id,
-            amount,
-            trade_status,
-            notify_id,
-        } => {
-            let dev = dev_providers::DevProviders::load_or_create(&args.provider_keys)?;
-            let notify_id = notify_id
-                .clone()
-                .unwrap_or_else(|| uuid::Uuid::now_v7().simple().to_string());
-            let body = dev.alipay.notification(&notify_id, payment_id, trade_status, amount);
-            println!(
-                "curl -s -X POST {} -H 'Content-Type: application/x-www-form-urlencoded' \\\n  -d '{body}'",
-                url("alipay/")
-            );
-            Ok(())
-        }
-    }
-}
-
-/// The callback secrets: `PAYMENT_CALLBACK_SECRETS` if set, else a development secret kept in
-/// `secret_file` (made on first use), which the server prints at start.
-fn callback_secrets(secret_file: &std::path::Path) -> Result<(String, bool), Box<dyn std::error::Error>> {
-    if let Ok(secrets) = std::env::var("PAYMENT_CALLBACK_SECRETS") {
-        if !secrets.trim().is_empty() {
-            return Ok((secrets, false));
-        }
-    }
-    if let Ok(secret) = std::fs::read_to_string(secret_file) {
-        if !secret.trim().is_empty() {
-            return Ok((secret.trim().to_owned(), true));
-        }
-    }
-    let secret = format!("dev-{}", uuid::Uuid::new_v4().simple());
-    if dev_providers::publish_new(secret_file, &secret)? {
-        Ok((secret, true))
-    } else {
-        // Another start published its secret first: use that one.
-        callback_secrets(secret_file)
-    }
-}
-
-fn sign_callback(args: &Args, command: &Command) -> Result<(), Box<dyn std::error::Error>> {
-    let Command::Generic {
-        payment_id,
-        amount,
-        status,
-        event_id,
-    } = command
-    else {
-        return Ok(());
-    };
-    let (secrets, _) = callback_secrets(&args.secret_file)?;
-    let verifier = domain::SignatureVerifier::from_list(&secrets)?;
-    let now = SystemClock.now();
-    let body = serde_json::json!({
-        "event_id": event_id.clone().unwrap_or_else(|| format!("evt_{}", uuid::Uuid::now_v7().simple())),
-        "payment_id": payment_id,
-        "provider_txn_id": format!("txn_{}", uuid::Uuid::now_v7().simple()),
-        "status": status,
-        "amount": amount,
-        "occurred_at": now,
-    })
-    .to_string();
-    let signature = verifier.sign(now.unix_seconds(), body.as_bytes());
-    println!(
-        "curl -s -X POST http://127.0.0.1:{}/api/payments/callback/ -H 'Content-Type: application/json' \\\n  -H 'X-Payment-Signature: {signature}' \\\n  -d '{body}'",
-        args.port
-    );
-    Ok(())
+    command: Option<signing::Command>,
 }
 
 /// The store the server runs on, seen through the ports it needs.
@@ -314,7 +161,7 @@ async fn supplier(catalog: &CatalogFile) -> Result<Arc<dyn domain::ports::Suppli
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     if let Some(command) = &args.command {
-        return run_command(&args, command);
+        return signing::run(command, args.port, &args.secret_file, &args.provider_keys);
     }
     infra::telemetry::init();
     let store = open_store(&args).await?;
@@ -334,7 +181,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         clock: Arc::new(SystemClock),
         metrics: Arc::new(infra::metrics::EmfMetrics),
     });
-    let (secrets, development) = callback_secrets(&args.secret_file)?;
+    let (secrets, development) = dev_providers::callback_secrets(&args.secret_file)?;
     if development {
         tracing::warn!(secret_file = %args.secret_file.display(),
             "PAYMENT_CALLBACK_SECRETS is not set: callbacks are verified with the development secret in this file; \

@@ -21,6 +21,13 @@ use domain::ports::{Due, ListPosition};
 pub const PK: &str = "pk";
 /// Sort key attribute.
 pub const SK: &str = "sk";
+/// A condition that the item exists (it has a partition key).
+pub const EXISTS: &str = "attribute_exists(pk)";
+/// A condition that no item has the key yet.
+pub const ABSENT: &str = "attribute_not_exists(pk)";
+/// The prefix of a payment's sort key.
+const PAYMENT_PREFIX: &str = "PAYMENT#";
+
 /// Sort key of an order item; sorts before every `PAYMENT#` key.
 pub const ORDER_SK: &str = "#ORDER";
 /// The payment id attribute the `by_payment` index is keyed on.
@@ -64,6 +71,11 @@ pub fn warm_up() -> Key {
     key("WARMUP#".to_owned(), "#WARMUP")
 }
 
+/// Whether a sort key in an order's partition is a payment's.
+pub fn is_payment(sk: &str) -> bool {
+    sk.starts_with(PAYMENT_PREFIX)
+}
+
 /// A product's key.
 pub fn product(id: &ProductId) -> Key {
     key(format!("PRODUCT#{id}"), "#PRODUCT")
@@ -96,7 +108,7 @@ pub fn order(id: &OrderId) -> Key {
 
 /// A payment's key.
 pub fn payment(order: &OrderId, id: &PaymentId) -> Key {
-    key(order_partition(order), &format!("PAYMENT#{id}"))
+    key(order_partition(order), &format!("{PAYMENT_PREFIX}{id}"))
 }
 
 /// The index attributes of an order item: its owner always (by_owner); its deadline while it is
@@ -149,7 +161,7 @@ pub fn due_of(item: &Key) -> Option<Due> {
     if sk == ORDER_SK {
         return Some(Due::Order(order));
     }
-    let payment = PaymentId::parse(sk.strip_prefix("PAYMENT#")?).ok()?;
+    let payment = PaymentId::parse(sk.strip_prefix(PAYMENT_PREFIX)?).ok()?;
     Some(Due::Payment(order, payment))
 }
 

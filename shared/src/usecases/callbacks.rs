@@ -3,10 +3,11 @@
 use serde_json::json;
 
 use crate::callback::{PaymentEvent, ReportedStatus};
+use crate::change::{update_with, Change, OrderWithPayments};
 use crate::error::ServiceError;
 use crate::order::OrderStatus;
 use crate::payment::PaymentStatus;
-use crate::ports::{update_with, CallbackQueue, Change, Metric, OrderWithPayments, StoreError};
+use crate::ports::{CallbackQueue, Metric, StoreError};
 use crate::time::Timestamp;
 use crate::usecases::Services;
 

@@ -3,10 +3,10 @@
 
 use serde_json::json;
 
+use crate::change::{update_with, Change, OrderWithPayments};
 use crate::error::ServiceError;
 use crate::ids::{OrderId, UserId};
 use crate::order::OrderStatus;
-use crate::ports::{update_with, Change, OrderWithPayments};
 use crate::time::Timestamp;
 use crate::usecases::Services;
 

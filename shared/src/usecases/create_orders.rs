@@ -10,7 +10,8 @@ use crate::idempotency::{IdempotencyRecord, IdempotentRequest, KeyUse, StoredRes
 use crate::ids::{ProductId, UserId};
 use crate::order::{Order, OrderDraft};
 use crate::payment::Payment;
-use crate::ports::{NewOrder, PlaceError, Placement};
+use crate::placement::{NewOrder, Placement};
+use crate::ports::PlaceError;
 use crate::usecases::idempotent::{at_most_once, Answered, Attempt};
 use crate::usecases::request::CreateOrders;
 use crate::usecases::Services;

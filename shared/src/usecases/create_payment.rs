@@ -3,13 +3,13 @@
 
 use serde_json::{json, Value};
 
+use crate::change::{update_with, Change, Decided, OrderWithPayments};
 use crate::error::ServiceError;
 use crate::idempotency::{IdempotencyRecord, IdempotentRequest, StoredResponse};
 use crate::ids::{OrderId, PaymentId, UserId};
 use crate::money::Money;
 use crate::order::{Order, OrderStatus};
 use crate::payment::Payment;
-use crate::ports::{update_with, Change, Decided, OrderWithPayments};
 use crate::time::Timestamp;
 use crate::usecases::idempotent::{at_most_once, Answered, Attempt};
 use crate::usecases::request::CreatePayment;

@@ -4,8 +4,9 @@
 use serde::Serialize;
 use serde_json::json;
 
+use crate::change::{update_with, Change, OrderWithPayments};
 use crate::payment::PaymentStatus;
-use crate::ports::{update_with, Change, Due, OrderWithPayments, StoreError};
+use crate::ports::{Due, StoreError};
 use crate::time::Timestamp;
 use crate::usecases::cancel::cancellation;
 use crate::usecases::Services;
@@ -60,7 +61,7 @@ pub async fn sweep(svc: &Services, keep_going: &(dyn Fn() -> bool + Send + Sync)
             report.found += 1;
             let id = due.order_id().clone();
             let decided = update_with(svc.updates.as_ref(), &id, move |state| expire_due(state, &due, now)).await;
-            match decided.and_then(crate::ports::Decided::without_key) {
+            match decided.and_then(crate::change::Decided::without_key) {
                 Ok(Some(Expiry::Cancelled)) => report.cancelled += 1,
                 Ok(Some(Expiry::PaymentExpired)) => report.expired += 1,
                 Ok(Some(Expiry::Skipped) | None) => report.skipped += 1,

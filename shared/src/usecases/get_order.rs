@@ -1,8 +1,8 @@
 //! get_order: the caller's order with its payments.
 
+use crate::change::OrderWithPayments;
 use crate::error::ServiceError;
 use crate::ids::{OrderId, UserId};
-use crate::ports::OrderWithPayments;
 use crate::usecases::Services;
 
 /// The order and its payments, if the order exists and belongs to `user`; another user's order is

@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use domain::ports::{Judge, Metric, OrderUpdates, StoreError, Updated};
+use domain::change::{Judge, Updated};
+use domain::ports::{Metric, OrderUpdates, StoreError};
 use domain::{OrderId, PaymentId, ReportedStatus};
 use e2e::{create_order, create_payment, deliver, event, get_order, TestEnv};
 use serde_json::{json, Value};

@@ -1,6 +1,6 @@
 //! create_payment: the seed's checks in its order, one open payment per order, all in one write.
 
-use domain::ports::{update_with, Change};
+use domain::change::{update_with, Change};
 use domain::{OrderId, OrderStatus, ReportedStatus, Timestamp};
 use e2e::{create_order, create_payment, deliver, event, get_order, TestEnv};
 use serde_json::{json, Value};
@@ -35,7 +35,7 @@ pub async fn cancel_through_the_port(env: &TestEnv, order: &str) {
         ((), Some(change))
     })
     .await
-    .and_then(domain::ports::Decided::without_key)
+    .and_then(domain::change::Decided::without_key)
     .expect("cancel")
     .expect("order exists");
 }

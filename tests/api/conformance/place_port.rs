@@ -1,7 +1,8 @@
 //! The `OrderStore::place` port itself: both adapters judge refused writes the same way.
 
 use domain::order::OrderDraft;
-use domain::ports::{NewOrder, PlaceError, Placement};
+use domain::placement::{NewOrder, Placement};
+use domain::ports::PlaceError;
 use domain::{
     AddressId, AddressSnapshot, Money, Order, Payment, PaymentMethod, Product, ProductId, Quantity, StockSource,
     Timestamp, TtlMinutes, UserId,
