@@ -86,23 +86,19 @@ impl Clock for Held {
 }
 
 fn services(store: &infra::dynamodb::DynamoStore, clock: Arc<dyn Clock>) -> Services {
-    Services {
-        catalog: Arc::new(store.clone()),
-        orders: Arc::new(store.clone()),
-        updates: Arc::new(store.clone()),
-        expiry: Arc::new(store.clone()),
-        list: Arc::new(store.clone()),
-        supplier: Arc::new(infra::supplier::NoSupplier),
+    Services::over(
+        Arc::new(store.clone()),
+        Arc::new(infra::supplier::NoSupplier),
         clock,
-        metrics: Arc::new(infra::metrics::EmfMetrics),
-    }
+        Arc::new(infra::metrics::EmfMetrics),
+    )
 }
 
 async fn place(svc: &Services) -> Result<Placement, String> {
     let body = serde_json::json!({"product_id": PRODUCT, "address_id": ADDRESS, "quantity": 1});
     let cmd = domain::usecases::request::parse_create_order(&body).map_err(|e| e.to_string())?;
     let user = domain::UserId::parse(USER).map_err(|e| e.to_string())?;
-    match domain::usecases::create_orders(svc, &user, &cmd, None)
+    match domain::usecases::create_orders(&svc.placing(), &user, &cmd, None)
         .await
         .map_err(|e| e.to_string())?
     {

@@ -212,7 +212,7 @@ pub async fn create(
         request,
         render: &render,
     });
-    answered(create_orders(svc, &user, &cmd, idempotency).await?, render)
+    answered(create_orders(&svc.placing(), &user, &cmd, idempotency).await?, render)
 }
 
 /// An idempotency key's earlier answer, replayed as it was, marked `Idempotent-Replayed: true`.

@@ -52,17 +52,15 @@ pub async fn services(config: &Config) -> Services {
     ));
     store.warm_up().await;
     let clock: Arc<dyn domain::ports::Clock> = Arc::new(domain::ports::SystemClock);
-    Services {
-        // Warm invocations answer product and address reads from memory (docs/api.md §11).
-        catalog: Arc::new(crate::cache::CachedCatalog::new(store.clone(), clock.clone())),
-        orders: store.clone(),
-        updates: store.clone(),
-        expiry: store.clone(),
-        list: store,
-        supplier: Arc::new(crate::supplier::NoSupplier),
-        clock,
-        metrics: Arc::new(crate::metrics::EmfMetrics),
-    }
+    let mut services = Services::over(
+        store,
+        Arc::new(crate::supplier::NoSupplier),
+        clock.clone(),
+        Arc::new(crate::metrics::EmfMetrics),
+    );
+    // Warm invocations answer product and address reads from memory (docs/api.md §11).
+    services.catalog = Arc::new(crate::cache::CachedCatalog::new(services.catalog, clock));
+    services
 }
 
 /// [`services`] with the supplier's stock API when `SUPPLIER_BASE_URL` is set (without it,

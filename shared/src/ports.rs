@@ -85,6 +85,12 @@ pub trait Catalog: Send + Sync {
     fn forget(&self, _products: &[ProductId], _address: Option<&AddressId>) {}
 }
 
+/// A store adapter: every port over the one table (or file) at once. The services are assembled from one
+/// ([`crate::usecases::Services::over`]); each use case still takes only the ports it uses.
+pub trait Store: Catalog + CatalogAdmin + OrderStore + OrderUpdates + ExpiryIndex + OrderList {}
+
+impl<T: Catalog + CatalogAdmin + OrderStore + OrderUpdates + ExpiryIndex + OrderList> Store for T {}
+
 /// Writes the catalogue (the catalogue loader, tests and operators use it; the API never does).
 #[async_trait]
 pub trait CatalogAdmin: Send + Sync {

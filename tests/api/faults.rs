@@ -42,16 +42,12 @@ async fn an_unreachable_dynamodb_is_503_service_busy() {
         e2e::dynamo_client("http://127.0.0.1:9"),
         "orders-prod-secret-name",
     ));
-    let svc = Services {
-        catalog: store.clone(),
-        orders: store.clone(),
-        updates: store.clone(),
-        expiry: store.clone(),
-        list: store,
-        supplier: Arc::new(infra::supplier::NoSupplier),
-        clock: Arc::new(SystemClock),
-        metrics: Arc::new(infra::metrics::EmfMetrics),
-    };
+    let svc = Services::over(
+        store,
+        Arc::new(infra::supplier::NoSupplier),
+        Arc::new(SystemClock),
+        Arc::new(infra::metrics::EmfMetrics),
+    );
     assert_busy(&svc, "orders-prod-secret-name").await;
 }
 

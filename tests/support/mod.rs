@@ -115,29 +115,16 @@ async fn over_fresh_table(client: Client) -> TestEnv {
 }
 
 impl TestEnv {
-    fn over<S>(store: Arc<S>, raw: Raw) -> TestEnv
-    where
-        S: domain::ports::Catalog
-            + domain::ports::OrderStore
-            + domain::ports::OrderUpdates
-            + domain::ports::ExpiryIndex
-            + domain::ports::OrderList
-            + CatalogAdmin
-            + 'static,
-    {
+    fn over<S: domain::ports::Store + 'static>(store: Arc<S>, raw: Raw) -> TestEnv {
         let clock = Arc::new(TestClock::default());
         let metrics = Arc::new(RecordedMetrics::default());
         TestEnv {
-            svc: Services {
-                catalog: store.clone(),
-                orders: store.clone(),
-                updates: store.clone(),
-                expiry: store.clone(),
-                list: store.clone(),
-                supplier: Arc::new(infra::supplier::NoSupplier),
-                clock: clock.clone(),
-                metrics: metrics.clone(),
-            },
+            svc: Services::over(
+                store.clone(),
+                Arc::new(infra::supplier::NoSupplier),
+                clock.clone(),
+                metrics.clone(),
+            ),
             admin: store,
             clock,
             metrics,
@@ -170,20 +157,9 @@ impl TestEnv {
     }
 
     /// The services over another client of the same store (the test's raw view stays as it was).
-    pub fn with_store<S>(mut self, store: Arc<S>) -> Self
-    where
-        S: domain::ports::Catalog
-            + domain::ports::OrderStore
-            + domain::ports::OrderUpdates
-            + domain::ports::ExpiryIndex
-            + domain::ports::OrderList
-            + 'static,
-    {
-        self.svc.catalog = store.clone();
-        self.svc.orders = store.clone();
-        self.svc.updates = store.clone();
-        self.svc.expiry = store.clone();
-        self.svc.list = store;
+    pub fn with_store<S: domain::ports::Store + 'static>(mut self, store: Arc<S>) -> Self {
+        let svc = &self.svc;
+        self.svc = Services::over(store, svc.supplier.clone(), svc.clock.clone(), svc.metrics.clone());
         self
     }
 

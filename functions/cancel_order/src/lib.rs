@@ -11,7 +11,7 @@ pub async fn handle(svc: &Services, req: Request) -> Response<Body> {
     http::respond(req, |req| async move {
         let user = http::caller(&req)?;
         let id = http::order_id(&req)?;
-        let cancelled = cancel_order(svc, &user, &id).await?;
+        let cancelled = cancel_order(svc.updates.as_ref(), svc.clock.as_ref(), &user, &id).await?;
         http::json(
             StatusCode::OK,
             &serde_json::json!({ "order": cancelled.order, "payments": cancelled.payments }),

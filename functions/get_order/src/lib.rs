@@ -10,7 +10,7 @@ pub async fn handle(svc: &Services, req: Request) -> Response<Body> {
     http::respond(req, |req| async move {
         let user = http::caller(&req)?;
         let id = http::order_id(&req)?;
-        let found = get_order(svc, &user, &id).await?;
+        let found = get_order(svc.orders.as_ref(), &user, &id).await?;
         http::json(
             StatusCode::OK,
             &serde_json::json!({ "order": found.order, "payments": found.payments }),

@@ -34,7 +34,7 @@ pub async fn handle(listing: &Listing, req: Request) -> Response<Body> {
         let query = req.query_string_parameters_ref();
         let limit = parse_limit(query.and_then(|q| q.first("limit")))?;
         let cursor = query.and_then(|q| q.first("cursor"));
-        let page = list_orders(&listing.services, &listing.cursors, &user, limit, cursor).await?;
+        let page = list_orders(listing.services.list.as_ref(), &listing.cursors, &user, limit, cursor).await?;
         let orders: Vec<serde_json::Value> = page
             .orders
             .iter()

@@ -28,7 +28,7 @@ async fn apply(svc: &Services, message: SqsMessage) -> bool {
             return false;
         }
     };
-    match apply_callback(svc, &event).await {
+    match apply_callback(svc.updates.as_ref(), svc.clock.as_ref(), svc.metrics.as_ref(), &event).await {
         Ok(_) => true,
         Err(err) => {
             svc.metrics.count(Metric::CallbackRetried);

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Parser;
-use domain::ports::{Catalog, CatalogAdmin, ExpiryIndex, OrderList, OrderStore, OrderUpdates, SystemClock};
+use domain::ports::{CatalogAdmin, SystemClock};
 use domain::usecases::Services;
 use infra::catalog_file::{CatalogFile, DEMO};
 use infra::dynamodb::schema::TableSchema;
@@ -62,26 +62,22 @@ struct Args {
 
 /// The store the server runs on, seen through the ports it needs.
 struct Store {
-    catalog: Arc<dyn Catalog>,
-    orders: Arc<dyn OrderStore>,
-    updates: Arc<dyn OrderUpdates>,
-    expiry: Arc<dyn ExpiryIndex>,
-    list: Arc<dyn OrderList>,
+    /// The services over it, as a Lambda function assembles them (the supplier and the cache are set
+    /// once the catalogue is loaded).
+    services: Services,
     admin: Arc<dyn CatalogAdmin>,
     description: String,
 }
 
-fn shared<S>(store: S, description: String) -> Store
-where
-    S: Catalog + OrderStore + OrderUpdates + ExpiryIndex + OrderList + CatalogAdmin + 'static,
-{
+fn shared<S: domain::ports::Store + 'static>(store: S, description: String) -> Store {
     let store = Arc::new(store);
     Store {
-        catalog: store.clone(),
-        orders: store.clone(),
-        updates: store.clone(),
-        expiry: store.clone(),
-        list: store.clone(),
+        services: Services::over(
+            store.clone(),
+            Arc::new(infra::supplier::NoSupplier),
+            Arc::new(SystemClock),
+            Arc::new(infra::metrics::EmfMetrics),
+        ),
         admin: store,
         description,
     }
@@ -125,7 +121,7 @@ async fn load_catalog(args: &Args, store: &Store) -> Result<CatalogFile, Box<dyn
             let demo = CatalogFile::parse(DEMO)?;
             let mut already = false;
             for product in demo.products() {
-                already |= store.catalog.product(&product.id).await?.is_some();
+                already |= store.services.catalog.product(&product.id).await?.is_some();
             }
             if already {
                 tracing::info!("demo catalogue already present; left as it is");
@@ -170,17 +166,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Ok(());
     }
     let supplier = supplier(&catalog).await?;
-    let services = Arc::new(Services {
-        // As in a warm Lambda: product descriptions and addresses from memory, re-read when stale.
-        catalog: Arc::new(infra::cache::CachedCatalog::new(store.catalog, Arc::new(SystemClock))),
-        orders: store.orders,
-        updates: store.updates,
-        expiry: store.expiry,
-        list: store.list,
-        supplier,
-        clock: Arc::new(SystemClock),
-        metrics: Arc::new(infra::metrics::EmfMetrics),
-    });
+    let mut services = store.services.clone();
+    services.supplier = supplier;
+    // As in a warm Lambda: product descriptions and addresses from memory, re-read when stale.
+    services.catalog = Arc::new(infra::cache::CachedCatalog::new(
+        services.catalog,
+        services.clock.clone(),
+    ));
+    let services = Arc::new(services);
     let (secrets, development) = dev_providers::callback_secrets(&args.secret_file)?;
     if development {
         tracing::warn!(secret_file = %args.secret_file.display(),

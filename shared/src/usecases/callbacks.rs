@@ -7,9 +7,8 @@ use crate::change::{update_with, Change, OrderWithPayments};
 use crate::error::ServiceError;
 use crate::order::OrderStatus;
 use crate::payment::PaymentStatus;
-use crate::ports::{CallbackQueue, Metric, StoreError};
+use crate::ports::{CallbackQueue, Clock, Metric, Metrics, OrderUpdates, StoreError};
 use crate::time::Timestamp;
-use crate::usecases::Services;
 
 /// Hands a verified event to the queue; a queue that cannot take it is `503`, so the provider retries.
 pub async fn enqueue_callback(queue: &dyn CallbackQueue, event: &PaymentEvent) -> Result<(), ServiceError> {
@@ -43,16 +42,19 @@ pub enum CallbackOutcome {
 
 /// Applies one event to its payment (and order), exactly once however often it is delivered. Only store
 /// faults are errors; the queue redelivers those.
-pub async fn apply_callback(svc: &Services, event: &PaymentEvent) -> Result<CallbackOutcome, StoreError> {
-    let outcome = match svc.updates.order_of_payment(&event.payment_id).await? {
+pub async fn apply_callback(
+    updates: &dyn OrderUpdates,
+    clock: &dyn Clock,
+    metrics: &dyn Metrics,
+    event: &PaymentEvent,
+) -> Result<CallbackOutcome, StoreError> {
+    let outcome = match updates.order_of_payment(&event.payment_id).await? {
         None => None,
         Some(order_id) => {
-            let (event, now) = (event.clone(), svc.clock.now());
-            update_with(svc.updates.as_ref(), &order_id, move |state| {
-                event_outcome(state, &event, now)
-            })
-            .await?
-            .without_key()?
+            let (event, now) = (event.clone(), clock.now());
+            update_with(updates, &order_id, move |state| event_outcome(state, &event, now))
+                .await?
+                .without_key()?
         }
     };
     let outcome = outcome.unwrap_or(CallbackOutcome::UnknownPayment);
@@ -64,11 +66,11 @@ pub async fn apply_callback(svc: &Services, event: &PaymentEvent) -> Result<Call
         CallbackOutcome::AlreadyApplied => tracing::info!(event_id, payment_id, "callback already applied"),
         CallbackOutcome::Noted => tracing::info!(event_id, payment_id, "callback noted; status already past it"),
         CallbackOutcome::AmountMismatch => {
-            svc.metrics.count(Metric::AmountMismatch);
+            metrics.count(Metric::AmountMismatch);
             tracing::error!(event_id, payment_id, amount = %event.amount, "callback amount does not match the payment")
         }
         CallbackOutcome::RefundRequired => {
-            svc.metrics.count(Metric::RefundRequired);
+            metrics.count(Metric::RefundRequired);
             tracing::error!(
                 event_id,
                 payment_id,
@@ -82,7 +84,7 @@ pub async fn apply_callback(svc: &Services, event: &PaymentEvent) -> Result<Call
             tracing::warn!(event_id, payment_id, "callback for an unknown payment; dropped")
         }
     }
-    svc.metrics.count(Metric::CallbackApplied);
+    metrics.count(Metric::CallbackApplied);
     Ok(outcome)
 }
 

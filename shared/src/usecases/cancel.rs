@@ -7,8 +7,8 @@ use crate::change::{update_with, Change, OrderWithPayments};
 use crate::error::ServiceError;
 use crate::ids::{OrderId, UserId};
 use crate::order::OrderStatus;
+use crate::ports::{Clock, OrderUpdates};
 use crate::time::Timestamp;
-use crate::usecases::Services;
 
 /// The change that cancels a pending order: order `→ cancelled` by `operator`, every open payment `→
 /// expired` (logged as `payment_event`), the quantity back to a locally stocked product. `None` if the
@@ -31,9 +31,14 @@ pub(crate) fn cancellation(
 }
 
 /// Cancels the caller's order and answers it with its payments as they now are.
-pub async fn cancel_order(svc: &Services, user: &UserId, id: &OrderId) -> Result<OrderWithPayments, ServiceError> {
-    let (user, now) = (user.clone(), svc.clock.now());
-    update_with(svc.updates.as_ref(), id, move |state| shopper_cancel(state, &user, now))
+pub async fn cancel_order(
+    updates: &dyn OrderUpdates,
+    clock: &dyn Clock,
+    user: &UserId,
+    id: &OrderId,
+) -> Result<OrderWithPayments, ServiceError> {
+    let (user, now) = (user.clone(), clock.now());
+    update_with(updates, id, move |state| shopper_cancel(state, &user, now))
         .await?
         .without_key()?
         .unwrap_or(Err(ServiceError::OrderNotFound))

@@ -12,9 +12,23 @@ use crate::order::{Order, OrderDraft};
 use crate::payment::Payment;
 use crate::placement::{NewOrder, Placement};
 use crate::ports::PlaceError;
+use crate::ports::{Catalog, Clock, OrderStore, SupplierStock};
 use crate::usecases::idempotent::{at_most_once, Answered, Attempt};
 use crate::usecases::request::CreateOrders;
-use crate::usecases::Services;
+
+/// The ports placing orders needs: the catalogue, the store that places, the supplier's stock API and
+/// the time.
+#[derive(Clone, Copy)]
+pub struct Placing<'a> {
+    /// Products and addresses.
+    pub catalog: &'a dyn Catalog,
+    /// Where the placement is written, and idempotency records read.
+    pub orders: &'a dyn OrderStore,
+    /// Supplier-held stock.
+    pub supplier: &'a dyn SupplierStock,
+    /// The time.
+    pub clock: &'a dyn Clock,
+}
 
 /// What a successful create returns, orders and payments in request order.
 #[derive(Debug, Clone, Serialize)]
@@ -43,18 +57,18 @@ pub struct Idempotency<'a> {
 /// everything passes; the store's conditions re-check products, address and stock inside the write,
 /// and the key's record is written in that same write, so concurrent retries cannot both create.
 pub async fn create_orders(
-    svc: &Services,
+    ports: &Placing<'_>,
     user: &UserId,
     cmd: &CreateOrders,
     idempotency: Option<Idempotency<'_>>,
 ) -> Result<Answered<Created>, ServiceError> {
-    let attempt = place(svc, user, cmd, idempotency.as_ref()).await;
+    let attempt = place(ports, user, cmd, idempotency.as_ref()).await;
     let request = idempotency.as_ref().map(|i| i.request);
-    at_most_once(svc.orders.as_ref(), svc.clock.as_ref(), user, request, attempt).await
+    at_most_once(ports.orders, ports.clock, user, request, attempt).await
 }
 
 async fn place(
-    svc: &Services,
+    ports: &Placing<'_>,
     user: &UserId,
     cmd: &CreateOrders,
     idempotency: Option<&Idempotency<'_>>,
@@ -62,7 +76,7 @@ async fn place(
     let ids: Vec<ProductId> = cmd.lines.iter().map(|l| l.product_id.clone()).collect();
     let mut attempt = 0;
     loop {
-        let (found, address) = svc.catalog.read(&ids, &cmd.address_id).await?;
+        let (found, address) = ports.catalog.read(&ids, &cmd.address_id).await?;
         let products = found
             .into_iter()
             .zip(&ids)
@@ -76,9 +90,9 @@ async fn place(
             Some(a) if &a.user_id == user => a,
             _ => return Err(ServiceError::AddressInvalid),
         };
-        let supplier_figures = check_supplier_stock(svc, cmd, &products).await?;
+        let supplier_figures = check_supplier_stock(ports, cmd, &products).await?;
 
-        let now = svc.clock.now();
+        let now = ports.clock.now();
         let snapshot = AddressSnapshot::from(&address);
         let new_orders: Vec<NewOrder> = cmd
             .lines
@@ -121,7 +135,7 @@ async fn place(
             idempotency: record,
         };
 
-        match svc.orders.place(&placement).await {
+        match ports.orders.place(&placement).await {
             Ok(()) => return Ok(Attempt::Made(created)),
             Err(PlaceError::Replay(response)) => return Ok(Attempt::KeyAnswered(KeyUse::Replay(response))),
             Err(PlaceError::KeyReused) => return Ok(Attempt::KeyAnswered(KeyUse::Reused)),
@@ -131,7 +145,7 @@ async fn place(
                 @ (PlaceError::ProductChanged(_) | PlaceError::ProductUnavailable(_) | PlaceError::AddressInvalid),
             ) if attempt < STALE_READ_RETRIES => {
                 tracing::info!(refusal = %stale, "catalogue changed between read and write; reading again");
-                svc.catalog.forget(&ids, Some(&cmd.address_id));
+                ports.catalog.forget(&ids, Some(&cmd.address_id));
                 attempt += 1;
             }
             Err(PlaceError::ProductChanged(id)) => {
@@ -150,7 +164,7 @@ async fn place(
 /// its line even before reservations, the 409 also lists the local products that are short now (read
 /// afresh: a cached description carries no stock), so one answer names every short product.
 async fn check_supplier_stock(
-    svc: &Services,
+    ports: &Placing<'_>,
     cmd: &CreateOrders,
     products: &[Product],
 ) -> Result<Vec<Option<u32>>, ServiceError> {
@@ -161,7 +175,7 @@ async fn check_supplier_stock(
             figures.push(None);
             continue;
         }
-        let available = svc
+        let available = ports
             .supplier
             .available(&product.id)
             .await
@@ -182,7 +196,7 @@ async fn check_supplier_stock(
         if product.stock_source != StockSource::Local {
             continue;
         }
-        let stock = svc.catalog.product(&product.id).await?.map_or(0, |p| p.stock);
+        let stock = ports.catalog.product(&product.id).await?.map_or(0, |p| p.stock);
         if stock < line.quantity.get() {
             shortages.push(Shortage {
                 product_id: product.id.clone(),

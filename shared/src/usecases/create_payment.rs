@@ -10,10 +10,10 @@ use crate::ids::{OrderId, PaymentId, UserId};
 use crate::money::Money;
 use crate::order::{Order, OrderStatus};
 use crate::payment::Payment;
+use crate::ports::{Clock, OrderStore, OrderUpdates};
 use crate::time::Timestamp;
 use crate::usecases::idempotent::{at_most_once, Answered, Attempt};
 use crate::usecases::request::CreatePayment;
-use crate::usecases::Services;
 
 /// How a `201` answer is rendered (stored with the payment when a key is given, and replayed).
 pub type RenderPayment = fn(&Order, &Payment) -> Value;
@@ -21,17 +21,19 @@ pub type RenderPayment = fn(&Order, &Payment) -> Value;
 /// Creates a payment for order `id` on behalf of `user`, at most once per idempotency key: the key's
 /// record rides in the payment's write ([`at_most_once`]).
 pub async fn create_payment(
-    svc: &Services,
+    updates: &dyn OrderUpdates,
+    orders: &dyn OrderStore,
+    clock: &dyn Clock,
     user: &UserId,
     id: &OrderId,
     cmd: &CreatePayment,
     idempotency: Option<(&IdempotentRequest, RenderPayment)>,
 ) -> Result<Answered<(Order, Payment)>, ServiceError> {
-    let now = svc.clock.now();
+    let now = clock.now();
     let (user_id, cmd) = (user.clone(), cmd.clone());
     let new_id = PaymentId::generate();
     let keyed = idempotency.map(|(request, render)| (request.clone(), render));
-    let decided = update_with(svc.updates.as_ref(), id, move |state| {
+    let decided = update_with(updates, id, move |state| {
         let (outcome, mut change) = new_payment(state, &user_id, &cmd, &new_id, now);
         if let (Ok((order, payment)), Some(change), Some((request, render))) = (&outcome, change.as_mut(), &keyed) {
             let response = StoredResponse {
@@ -49,7 +51,7 @@ pub async fn create_payment(
         Decided::KeyAnswered(answer) => Ok(Attempt::KeyAnswered(answer)),
     };
     let request = idempotency.map(|(request, _)| request);
-    at_most_once(svc.orders.as_ref(), svc.clock.as_ref(), user, request, attempt).await
+    at_most_once(orders, clock, user, request, attempt).await
 }
 
 /// The seed's checks, in its order, against the order as the store holds it; when they pass, the change

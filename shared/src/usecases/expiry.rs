@@ -6,10 +6,9 @@ use serde_json::json;
 
 use crate::change::{update_with, Change, OrderWithPayments};
 use crate::payment::PaymentStatus;
-use crate::ports::{Due, StoreError};
+use crate::ports::{Clock, Due, ExpiryIndex, OrderUpdates, StoreError};
 use crate::time::Timestamp;
 use crate::usecases::cancel::cancellation;
-use crate::usecases::Services;
 use crate::OrderStatus;
 
 /// Due entries read from the index per page.
@@ -45,22 +44,27 @@ pub enum Expiry {
 }
 
 /// Sweeps every due entry, page by page, while `keep_going` says there is time left.
-pub async fn sweep(svc: &Services, keep_going: &(dyn Fn() -> bool + Send + Sync)) -> Result<SweepReport, StoreError> {
-    let now = svc.clock.now();
+pub async fn sweep(
+    expiry: &dyn ExpiryIndex,
+    updates: &dyn OrderUpdates,
+    clock: &dyn Clock,
+    keep_going: &(dyn Fn() -> bool + Send + Sync),
+) -> Result<SweepReport, StoreError> {
+    let now = clock.now();
     let mut report = SweepReport::default();
     let mut after: Option<String> = None;
     'pages: loop {
         if !keep_going() {
             break;
         }
-        let page = svc.expiry.due(now, after.as_deref(), PAGE_SIZE).await?;
+        let page = expiry.due(now, after.as_deref(), PAGE_SIZE).await?;
         for due in page.due {
             if !keep_going() {
                 break 'pages;
             }
             report.found += 1;
             let id = due.order_id().clone();
-            let decided = update_with(svc.updates.as_ref(), &id, move |state| expire_due(state, &due, now)).await;
+            let decided = update_with(updates, &id, move |state| expire_due(state, &due, now)).await;
             match decided.and_then(crate::change::Decided::without_key) {
                 Ok(Some(Expiry::Cancelled)) => report.cancelled += 1,
                 Ok(Some(Expiry::PaymentExpired)) => report.expired += 1,

@@ -8,8 +8,7 @@ use sha2::Sha256;
 
 use crate::error::ServiceError;
 use crate::ids::UserId;
-use crate::ports::{ListPosition, ListedOrder};
-use crate::usecases::Services;
+use crate::ports::{ListPosition, ListedOrder, OrderList};
 
 /// Orders per page when the caller does not say.
 pub const DEFAULT_LIMIT: usize = 20;
@@ -84,14 +83,14 @@ pub fn parse_limit(text: Option<&str>) -> Result<usize, ServiceError> {
 
 /// The page of `user`'s orders after `cursor`.
 pub async fn list_orders(
-    svc: &Services,
+    list: &dyn OrderList,
     key: &CursorKey,
     user: &UserId,
     limit: usize,
     cursor: Option<&str>,
 ) -> Result<OrderPage, ServiceError> {
     let after = cursor.map(|c| key.open(user, c)).transpose()?;
-    let (orders, next) = svc.list.orders_of(user, limit, after.as_ref()).await?;
+    let (orders, next) = list.orders_of(user, limit, after.as_ref()).await?;
     Ok(OrderPage {
         orders,
         next_cursor: next.map(|position| key.issue(user, &position)),

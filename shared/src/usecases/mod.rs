@@ -12,18 +12,19 @@ pub mod request;
 
 use std::sync::Arc;
 
-use crate::ports::{Catalog, Clock, ExpiryIndex, Metrics, OrderList, OrderStore, OrderUpdates, SupplierStock};
+use crate::ports::{Catalog, Clock, ExpiryIndex, Metrics, OrderList, OrderStore, OrderUpdates, Store, SupplierStock};
 
 pub use callbacks::{apply_callback, enqueue_callback, CallbackOutcome};
 pub use cancel::cancel_order;
-pub use create_orders::{create_orders, Created, Idempotency};
+pub use create_orders::{create_orders, Created, Idempotency, Placing};
 pub use create_payment::{create_payment, RenderPayment};
 pub use expiry::{sweep, SweepReport};
 pub use get_order::get_order;
 pub use idempotent::{at_most_once, Answered, Attempt};
 pub use list::{list_orders, CursorKey, OrderPage};
 
-/// The ports a use case may need, built once per cold start and shared by every request.
+/// Every port the functions use, built once per cold start and shared by every request; each use case
+/// takes only the ports it uses, from here.
 #[derive(Clone)]
 pub struct Services {
     /// Products and addresses.
@@ -42,4 +43,37 @@ pub struct Services {
     pub clock: Arc<dyn Clock>,
     /// Business metrics.
     pub metrics: Arc<dyn Metrics>,
+}
+
+impl Services {
+    /// The one way services are assembled (the Lambda wiring, the local server, the tests and the
+    /// benchmark): every store port from `store`, and the supplier, clock and metrics given. A warm
+    /// function's cache wraps `catalog` afterwards.
+    pub fn over<S: Store + 'static>(
+        store: Arc<S>,
+        supplier: Arc<dyn SupplierStock>,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<dyn Metrics>,
+    ) -> Services {
+        Services {
+            catalog: store.clone(),
+            orders: store.clone(),
+            updates: store.clone(),
+            expiry: store.clone(),
+            list: store,
+            supplier,
+            clock,
+            metrics,
+        }
+    }
+
+    /// The ports placing orders takes.
+    pub fn placing(&self) -> Placing<'_> {
+        Placing {
+            catalog: self.catalog.as_ref(),
+            orders: self.orders.as_ref(),
+            supplier: self.supplier.as_ref(),
+            clock: self.clock.as_ref(),
+        }
+    }
 }
