@@ -349,7 +349,7 @@ pub fn functions(fx: &Fixture, proxy: &str) -> Vec<Function> {
                 })
                 .to_string();
                 let t = chrono::Utc::now().timestamp();
-                let tag = domain::callback::sign_with(CALLBACK_SECRET.as_bytes(), t, body.as_bytes());
+                let tag = testkit::generic::sign_with(CALLBACK_SECRET.as_bytes(), t, body.as_bytes());
                 let mut event = api_event(
                     "POST",
                     "/api/payments/callback/",

@@ -14,9 +14,6 @@ use domain::money::Money;
 use domain::ports::{CatalogAdmin, StoreError};
 use serde::Deserialize;
 
-/// The demo catalogue the local server loads when given no file.
-pub const DEMO: &str = include_str!("../demo-catalog.json");
-
 /// A catalogue file's content.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -132,16 +129,6 @@ impl CatalogFile {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_demo_catalogue_parses_and_has_a_supplier_product() {
-        let demo = CatalogFile::parse(DEMO).unwrap();
-        assert!(demo.products().any(|p| p.stock_source == StockSource::Supplier));
-        assert!(demo
-            .products()
-            .any(|p| p.stock_source == StockSource::Local && p.stock > 0));
-        assert!(demo.addresses().count() >= 2);
-    }
 
     #[test]
     fn bad_prices_and_unknown_fields_are_refused() {

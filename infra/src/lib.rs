@@ -7,8 +7,6 @@ pub mod cache;
 pub mod catalog_file;
 #[cfg(feature = "dynamodb")]
 pub mod dynamodb;
-#[cfg(feature = "simulate")]
-pub mod fake_supplier;
 pub mod fifo;
 pub mod http;
 #[cfg(feature = "dynamodb")]

@@ -299,12 +299,6 @@ impl SignatureVerifier {
         }
         Err(InvalidSignature)
     }
-
-    /// The header value a provider holding the first secret would send for `body` at `t` (for the local
-    /// server's signing helper and tests).
-    pub fn sign(&self, t: i64, body: &[u8]) -> String {
-        format!("t={t},v1={}", sign_with(&self.secrets[0], t, body))
-    }
 }
 
 fn mac(secret: &[u8]) -> Hmac<Sha256> {
@@ -312,8 +306,9 @@ fn mac(secret: &[u8]) -> Hmac<Sha256> {
     <Hmac<Sha256> as KeyInit>::new_from_slice(secret).expect("HMAC takes keys of any length")
 }
 
-/// The hex `v1` tag of `body` signed at `t` with `secret`.
-pub fn sign_with(secret: &[u8], t: i64, body: &[u8]) -> String {
+/// The hex `v1` tag of `body` signed at `t` with `secret` (the verifier's own tests sign with it).
+#[cfg(test)]
+fn sign_with(secret: &[u8], t: i64, body: &[u8]) -> String {
     let mut mac = mac(secret);
     mac.update(t.to_string().as_bytes());
     mac.update(b".");

@@ -3,13 +3,13 @@
 
 use std::sync::Arc;
 
-use domain::callback::sign_with;
 use domain::ports::{CallbackQueue, SystemClock};
 use domain::{PaymentEvent, ReportedStatus, SignatureVerifier, Timestamp};
 use e2e::{event, read, MemoryQueue};
 use infra::http::GatewayRequest;
 use payment_callback::Receiver;
 use serde_json::{json, Value};
+use testkit::generic::sign_with;
 
 fn receiver(queue: Arc<MemoryQueue>) -> Receiver {
     Receiver {

@@ -5,8 +5,8 @@
 
 use domain::{Money, ReportedStatus, Timestamp};
 use infra::providers::alipay::signing_string;
-use infra::providers::simulate::{AlipaySimulator, WechatPaySimulator};
 use infra::providers::{Rejection, Verdict};
+use testkit::providers::{AlipaySimulator, WechatPaySimulator};
 
 const APP_ID: &str = "2021000117650139";
 

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 use domain::ports::SupplierStock;
 use domain::{ProductId, StockSource};
 use e2e::{create_batch, create_order, sqlite, TestEnv};
-use infra::fake_supplier::FakeSupplier;
 use infra::supplier::{HttpSupplier, SupplierConfig};
 use serde_json::json;
+use testkit::fake_supplier::FakeSupplier;
 
 async fn setup(config: impl FnOnce(&mut SupplierConfig)) -> (TestEnv, FakeSupplier, Arc<HttpSupplier>) {
     let fake = FakeSupplier::start([("haier-heater".to_owned(), 7)], Some("supplier-key".into()))

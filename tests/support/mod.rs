@@ -135,9 +135,9 @@ impl TestEnv {
 
 /// A fresh DynamoDB table whose client counts its requests, with the catalogue behind the warm-function
 /// cache as the Lambda functions have it.
-pub async fn dynamodb_counted() -> Option<(TestEnv, infra::dynamodb::RequestCounter)> {
+pub async fn dynamodb_counted() -> Option<(TestEnv, testkit::counter::RequestCounter)> {
     let endpoint = emulator()?;
-    let counter = infra::dynamodb::RequestCounter::default();
+    let counter = testkit::counter::RequestCounter::default();
     let client = Client::from_conf(
         dynamo_config(&endpoint)
             .to_builder()

@@ -1,7 +1,6 @@
 //! The DynamoDB store: one table, one `TransactWriteItems` per placement, refusals read from the
 //! transaction's cancellation reasons.
 
-mod counter;
 pub mod keys;
 #[cfg(feature = "local")]
 pub mod schema;
@@ -9,8 +8,6 @@ pub mod schema;
 mod place;
 mod query;
 mod update;
-
-pub use counter::RequestCounter;
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -2,8 +2,6 @@
 //! and turned into the same normalized [`PaymentEvent`] the generic format becomes.
 
 pub mod alipay;
-#[cfg(feature = "simulate")]
-pub mod simulate;
 pub mod wechatpay;
 
 use aws_lc_rs::signature::{ParsedPublicKey, RSA_PKCS1_2048_8192_SHA256};

@@ -7,10 +7,10 @@ use domain::ports::SystemClock;
 use domain::Timestamp;
 use e2e::{create_order, get_order, read, MemoryQueue, TestEnv};
 use infra::http::GatewayRequest;
-use infra::providers::simulate::{AlipaySimulator, Posted, SigningKey, WechatPaySimulator};
 use infra::providers::wechatpay::WechatPay;
 use payment_callback::Receiver;
 use serde_json::{json, Value};
+use testkit::providers::{AlipaySimulator, Posted, SigningKey, WechatPaySimulator};
 
 /// The receiver with a WeChat Pay merchant whose platform key is being rotated (two keys, same
 /// merchant), an Alipay app, and an in-memory queue.

@@ -126,7 +126,12 @@ fn sign_callback(command: &Command, port: u16, secret_file: &Path) -> Result<(),
         return Ok(());
     };
     let (secrets, _) = crate::dev_providers::callback_secrets(secret_file)?;
-    let verifier = domain::SignatureVerifier::from_list(&secrets)?;
+    // The current secret: the first of the list the server verifies with (docs/api.md §8).
+    let secret = secrets
+        .split(',')
+        .map(str::trim)
+        .find(|s| !s.is_empty())
+        .ok_or("no callback secret configured")?;
     let now = SystemClock.now();
     let body = serde_json::json!({
         "event_id": event_id.clone().unwrap_or_else(|| format!("evt_{}", uuid::Uuid::now_v7().simple())),
@@ -137,7 +142,7 @@ fn sign_callback(command: &Command, port: u16, secret_file: &Path) -> Result<(),
         "occurred_at": now,
     })
     .to_string();
-    let signature = verifier.sign(now.unix_seconds(), body.as_bytes());
+    let signature = testkit::generic::header(secret.as_bytes(), now.unix_seconds(), body.as_bytes());
     println!(
         "curl -s -X POST http://127.0.0.1:{}/api/payments/callback/ -H 'Content-Type: application/json' \\\n  -H 'X-Payment-Signature: {signature}' \\\n  -d '{body}'",
         port

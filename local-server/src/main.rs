@@ -15,10 +15,11 @@ use std::sync::Arc;
 use clap::Parser;
 use domain::ports::{CatalogAdmin, SystemClock};
 use domain::usecases::Services;
-use infra::catalog_file::{CatalogFile, DEMO};
+use infra::catalog_file::CatalogFile;
 use infra::dynamodb::schema::TableSchema;
 use infra::dynamodb::DynamoStore;
 use infra::sqlite::SqliteStore;
+use testkit::DEMO_CATALOG as DEMO;
 
 /// Command-line options; each also reads an environment variable.
 #[derive(Debug, Parser)]
@@ -147,7 +148,7 @@ async fn supplier(catalog: &CatalogFile) -> Result<Arc<dyn domain::ports::Suppli
         .filter(|p| p.stock_source == domain::StockSource::Supplier)
         .map(|p| (p.id.to_string(), p.stock))
         .collect();
-    let fake = infra::fake_supplier::FakeSupplier::start(figures, None).await?;
+    let fake = testkit::fake_supplier::FakeSupplier::start(figures, None).await?;
     tracing::info!(base_url = %fake.base_url, "fake supplier stock API serving the catalogue's supplier-held products");
     let client = infra::supplier::HttpSupplier::new(infra::supplier::SupplierConfig::new(&fake.base_url))?;
     Ok(Arc::new(client))

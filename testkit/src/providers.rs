@@ -1,6 +1,6 @@
 //! Plays the providers' side: generated RSA keys, and notifications signed (and, for WeChat Pay,
 //! encrypted) exactly as the providers make them. For the local server's helpers and the tests only
-//! (cargo feature `simulate`); the Lambda functions never sign anything.
+//! (the Lambda functions never sign anything).
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use aws_lc_rs::encoding::AsDer;
@@ -12,9 +12,9 @@ use base64::Engine;
 use domain::Timestamp;
 use serde_json::json;
 
-use super::alipay::{signing_string, Alipay};
-use super::wechatpay::WechatPay;
-use super::ConfigError;
+use infra::providers::alipay::{signing_string, Alipay};
+use infra::providers::wechatpay::WechatPay;
+use infra::providers::ConfigError;
 
 /// An RSA key pair a simulated provider signs with.
 pub struct SigningKey(KeyPair);

@@ -4,8 +4,8 @@
 
 use std::path::Path;
 
-use infra::providers::simulate::{AlipaySimulator, SigningKey, WechatPaySimulator};
 use serde::{Deserialize, Serialize};
+use testkit::providers::{AlipaySimulator, SigningKey, WechatPaySimulator};
 
 #[derive(Serialize, Deserialize)]
 struct Stored {

@@ -1,5 +1,5 @@
 //! A fake of the supplier's stock API served over real HTTP on loopback, for the local server and the
-//! tests (cargo feature `simulate`): it answers `GET /stock/{sku}` from figures it is given, and can be
+//! tests: it answers `GET /stock/{sku}` from figures it is given, and can be
 //! made slow or failing, and counts the requests it gets.
 
 use std::collections::HashMap;
