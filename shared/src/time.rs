@@ -40,6 +40,13 @@ impl Timestamp {
         Timestamp(self.0 + chrono::Duration::seconds(seconds))
     }
 
+    /// This instant in China Standard Time (UTC+8, no daylight saving), the zone both payment providers
+    /// read and write times in.
+    pub fn in_china(self) -> DateTime<chrono::FixedOffset> {
+        let offset = chrono::FixedOffset::east_opt(8 * 3600).expect("UTC+8 is a valid offset");
+        self.0.with_timezone(&offset)
+    }
+
     /// `2026-11-25T07:00:00.000Z`: fixed width, so lexical order is time order.
     pub fn to_rfc3339(self) -> String {
         self.0.to_rfc3339_opts(SecondsFormat::Millis, true)

@@ -170,3 +170,179 @@ fn wechatpay_refuses_a_timestamp_from_the_future_and_another_appid() {
         "another appid"
     );
 }
+
+// Our requests to the providers: signed their way, checked against strings written out by hand, and
+// their answers believed only once verified over the exact bytes they sent.
+
+fn merchant_key(key: &testkit::providers::SigningKey) -> infra::providers::signing::MerchantKey {
+    infra::providers::signing::MerchantKey::parse(&key.pkcs8_base64()).expect("a PKCS#8 key")
+}
+
+#[test]
+fn a_wechatpay_request_carries_the_merchants_signature_over_the_five_lines() {
+    use infra::providers::wechatpay::WechatPayMerchant;
+    let key = testkit::providers::SigningKey::generate();
+    let merchant = WechatPayMerchant {
+        mchid: "1900000109".into(),
+        appid: "wxd678efh567hg6787".into(),
+        serial: "5157F09EFDC096DE15EBE81A47057A7232F1B8E1".into(),
+        key: merchant_key(&key),
+        notify_url: "https://shop.example/api/payments/callback/wechatpay/".into(),
+        base_url: infra::providers::wechatpay::DEFAULT_BASE_URL.into(),
+    };
+    assert!(
+        !format!("{merchant:?}").contains(&key.pkcs8_base64()[..40]),
+        "the key stays out of Debug"
+    );
+    let body = r#"{"appid":"wxd678efh567hg6787","mchid":"1900000109","description":"海尔 冰箱","out_trade_no":"pay_0195f2a0c3d47e8f9a0b1c2d3e4f","amount":{"total":329900,"currency":"CNY"}}"#;
+    let header = merchant.authorization(
+        "POST",
+        "/v3/pay/transactions/native",
+        body,
+        1_764_054_000,
+        "593BEC0C930BF1AFEB40B4A08C8FB242",
+    );
+
+    let fields = header
+        .strip_prefix("WECHATPAY2-SHA256-RSA2048 ")
+        .expect("the scheme first, then one space");
+    let field = |name: &str| {
+        fields
+            .split(',')
+            .find_map(|f| f.strip_prefix(&format!("{name}=\"")))
+            .and_then(|v| v.strip_suffix('"'))
+            .unwrap_or_else(|| panic!("{name} in {header}"))
+            .to_owned()
+    };
+    assert_eq!(field("mchid"), "1900000109");
+    assert_eq!(field("nonce_str"), "593BEC0C930BF1AFEB40B4A08C8FB242");
+    assert_eq!(field("timestamp"), "1764054000");
+    assert_eq!(field("serial_no"), "5157F09EFDC096DE15EBE81A47057A7232F1B8E1");
+    let signed = format!("POST\n/v3/pay/transactions/native\n1764054000\n593BEC0C930BF1AFEB40B4A08C8FB242\n{body}\n");
+    let public = infra::providers::rsa_public_key(&key.public_key_pem()).unwrap();
+    assert!(infra::providers::rsa_sha256_verifies(
+        &public,
+        signed.as_bytes(),
+        &field("signature")
+    ));
+    assert!(!infra::providers::rsa_sha256_verifies(
+        &public,
+        signed.replace("329900", "329901").as_bytes(),
+        &field("signature")
+    ));
+}
+
+#[test]
+fn a_wechatpay_answer_is_believed_only_with_the_platforms_signature() {
+    let sim = WechatPaySimulator::generate("PUB_KEY_ID_0114232134912410000000000001");
+    let now = Timestamp::now();
+    let answer = r#"{"code_url":"weixin://wxpay/bizpayurl?pr=p4lpSuKzz"}"#.to_owned();
+    let posted = sim.post(answer.clone(), now.unix_seconds());
+    let header = |name: &str| posted.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    assert!(sim.config().verify_signed(&header, answer.as_bytes(), now).is_ok());
+    let forged = answer.replace("p4lpSuKzz", "attacker00");
+    assert!(matches!(
+        sim.config().verify_signed(&header, forged.as_bytes(), now),
+        Err(Rejection::Signature(_))
+    ));
+    let unsigned = |name: &str| (name != "wechatpay-signature").then(|| header(name)).flatten();
+    assert!(sim.config().verify_signed(&unsigned, answer.as_bytes(), now).is_err());
+}
+
+#[test]
+fn times_are_written_in_china_standard_time_as_each_provider_wants() {
+    let at = Timestamp::parse("2026-11-25T07:00:00.999Z").unwrap();
+    assert_eq!(
+        infra::providers::wechatpay::time_expire(at),
+        "2026-11-25T15:00:00+08:00"
+    );
+    assert_eq!(infra::providers::alipay::china_time(at), "2026-11-25 15:00:00");
+    let late = Timestamp::parse("2026-11-25T23:30:00Z").unwrap();
+    assert_eq!(
+        infra::providers::wechatpay::time_expire(late),
+        "2026-11-26T07:30:00+08:00"
+    );
+}
+
+#[test]
+fn an_alipay_request_is_signed_over_every_parameter_but_sign_sorted_and_unencoded() {
+    use infra::providers::alipay::{AlipayApp, DEFAULT_GATEWAY};
+    let key = testkit::providers::SigningKey::generate();
+    let app = AlipayApp {
+        app_id: APP_ID.into(),
+        key: merchant_key(&key),
+        notify_url: "https://shop.example/api/payments/callback/alipay/".into(),
+        return_url: Some("https://shop.example/paid?from=alipay".into()),
+        gateway: DEFAULT_GATEWAY.into(),
+    };
+    let biz = serde_json::json!({"out_trade_no": "pay_0195f2a0c3d47e8f9a0b1c2d3e4f", "total_amount": "3299.00", "subject": "海尔 冰箱"});
+    let now = Timestamp::parse("2026-11-25T07:00:00Z").unwrap();
+    let params = app.signed_params("alipay.trade.page.pay", &biz, now, true);
+
+    let expected = format!(
+        "app_id={APP_ID}&biz_content={biz}&charset=utf-8&format=JSON&method=alipay.trade.page.pay\
+         &notify_url=https://shop.example/api/payments/callback/alipay/&return_url=https://shop.example/paid?from=alipay\
+         &sign_type=RSA2&timestamp=2026-11-25 15:00:00&version=1.0"
+    );
+    assert_eq!(infra::providers::alipay::request_signing_string(&params), expected);
+    let sign = &params.iter().find(|(k, _)| k == "sign").unwrap().1;
+    let public = infra::providers::rsa_public_key(&key.public_key_base64()).unwrap();
+    assert!(infra::providers::rsa_sha256_verifies(
+        &public,
+        expected.as_bytes(),
+        sign
+    ));
+
+    // The page-pay link carries the same parameters, URL-encoded, at the gateway.
+    let url = app.url(&params);
+    let (gateway, query) = url.split_once('?').unwrap();
+    assert_eq!(gateway, DEFAULT_GATEWAY);
+    let decoded: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    assert_eq!(decoded, params);
+}
+
+#[test]
+fn an_alipay_answer_is_verified_over_its_exact_text() {
+    let alipay = AlipaySimulator::generate();
+    let config = alipay.config();
+    // As Alipay writes it: escaped slashes and its own spacing, which a re-serialisation would change.
+    let response = r#"{"code":"10000","msg":"Success","out_trade_no":"pay_0195f2a0c3d47e8f9a0b1c2d3e4f","qr_code":"https:\/\/qr.alipay.com\/bax03112"}"#;
+    let sign = alipay.key.sign(response.as_bytes());
+    let body = format!(r#"{{"alipay_trade_precreate_response":{response},"sign":"{sign}"}}"#);
+    let got = config.verify_answer("alipay.trade.precreate", body.as_bytes()).unwrap();
+    assert_eq!(got["qr_code"], "https://qr.alipay.com/bax03112");
+
+    let respaced = body.replace(r#""code":"10000""#, r#""code": "10000""#);
+    let unescaped = body.replace(r"\/", "/");
+    let other_method = config.verify_answer("alipay.trade.query", body.as_bytes());
+    assert!(other_method.is_err(), "an answer names its method");
+    for (name, tampered) in [
+        ("respaced", respaced),
+        ("slashes unescaped", unescaped),
+        (
+            "unsigned",
+            format!(r#"{{"alipay_trade_precreate_response":{response}}}"#),
+        ),
+    ] {
+        assert!(
+            matches!(
+                config.verify_answer("alipay.trade.precreate", tampered.as_bytes()),
+                Err(Rejection::Signature(_))
+            ),
+            "{name}"
+        );
+    }
+
+    // An error answer is signed the same way under `error_response`.
+    let error = r#"{"code":"40002","msg":"Invalid Arguments","sub_code":"isv.invalid-signature","sub_msg":"验签出错"}"#;
+    let body = format!(
+        r#"{{"error_response":{error},"sign":"{}"}}"#,
+        alipay.key.sign(error.as_bytes())
+    );
+    assert_eq!(
+        config.verify_answer("alipay.trade.precreate", body.as_bytes()).unwrap()["sub_code"],
+        "isv.invalid-signature"
+    );
+}

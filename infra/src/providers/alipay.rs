@@ -127,6 +127,109 @@ impl Alipay {
     }
 }
 
+/// The app's side of Alipay OpenAPI requests: who we are, the key that signs, where Alipay sends the
+/// shopper back and its notifications. The private key never appears in `Debug` output.
+#[derive(Debug)]
+pub struct AlipayApp {
+    /// `app_id`.
+    pub app_id: String,
+    /// The app's private key (RSA2).
+    pub key: super::signing::MerchantKey,
+    /// Where Alipay posts notifications (the receiver's `/api/payments/callback/alipay/`).
+    pub notify_url: String,
+    /// Where a page payment sends the shopper back, if anywhere.
+    pub return_url: Option<String>,
+    /// The gateway, `https://openapi.alipay.com/gateway.do` unless configured.
+    pub gateway: String,
+}
+
+/// Alipay's production gateway.
+pub const DEFAULT_GATEWAY: &str = "https://openapi.alipay.com/gateway.do";
+
+/// A time as Alipay's requests carry it (`timestamp`, `time_expire`): `yyyy-MM-dd HH:mm:ss` in China
+/// Standard Time.
+pub fn china_time(at: Timestamp) -> String {
+    at.in_china().format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+/// The string Alipay verifies on a request: every parameter with a non-empty value but `sign` itself
+/// (`sign_type` included, unlike a notification's), sorted by name, joined as `k=v` with `&`, values
+/// as they are (not URL-encoded).
+pub fn request_signing_string(params: &[(String, String)]) -> String {
+    let mut signed: Vec<&(String, String)> = params.iter().filter(|(k, v)| k != "sign" && !v.is_empty()).collect();
+    signed.sort_by(|a, b| a.0.cmp(&b.0));
+    signed
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+impl AlipayApp {
+    /// A request to `method` with `biz_content`, as its common parameters (`app_id`, `method`,
+    /// `format=JSON`, `charset=utf-8`, `sign_type=RSA2`, `timestamp` in China time, `version=1.0`,
+    /// `notify_url`, and `return_url` where asked and configured) and `biz_content`, then `sign`.
+    pub fn signed_params(
+        &self,
+        method: &str,
+        biz_content: &serde_json::Value,
+        now: Timestamp,
+        with_return_url: bool,
+    ) -> Vec<(String, String)> {
+        let mut params: Vec<(String, String)> = [
+            ("app_id", self.app_id.as_str()),
+            ("method", method),
+            ("format", "JSON"),
+            ("charset", "utf-8"),
+            ("sign_type", "RSA2"),
+            ("version", "1.0"),
+            ("notify_url", self.notify_url.as_str()),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+        params.push(("timestamp".into(), china_time(now)));
+        if let (true, Some(url)) = (with_return_url, &self.return_url) {
+            params.push(("return_url".into(), url.clone()));
+        }
+        params.push(("biz_content".into(), biz_content.to_string()));
+        let sign = self.key.sign(request_signing_string(&params).as_bytes());
+        params.push(("sign".into(), sign));
+        params
+    }
+
+    /// The gateway URL carrying `params` (a page payment's link, or a request's target), URL-encoded.
+    pub fn url(&self, params: &[(String, String)]) -> String {
+        let query = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(params.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .finish();
+        format!("{}?{query}", self.gateway)
+    }
+}
+
+impl Alipay {
+    /// Verifies Alipay's answer to a request of `method` and returns its response object: the `sign`
+    /// must be Alipay's RSA2 signature over the exact text of `<method with _>_response` (or
+    /// `error_response`) as it stands in the body, byte for byte; nothing in it is believed before.
+    pub fn verify_answer(&self, method: &str, body: &[u8]) -> Result<serde_json::Value, Rejection> {
+        let envelope: std::collections::HashMap<String, Box<serde_json::value::RawValue>> =
+            serde_json::from_slice(body).map_err(|_| Rejection::Signature("answer is not a JSON object"))?;
+        let key = format!("{}_response", method.replace('.', "_"));
+        let response = envelope
+            .get(&key)
+            .or_else(|| envelope.get("error_response"))
+            .ok_or(Rejection::Signature("answer holds no response"))?;
+        let sign: String = envelope
+            .get("sign")
+            .and_then(|s| serde_json::from_str(s.get()).ok())
+            .ok_or(Rejection::Signature("answer is not signed"))?;
+        if !rsa_sha256_verifies(&self.public_key, response.get().as_bytes(), &sign) {
+            return Err(Rejection::Signature("answer's signature does not verify"));
+        }
+        serde_json::from_str(response.get()).map_err(|_| Rejection::Refused("response is not an object".into()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

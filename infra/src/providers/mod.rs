@@ -2,6 +2,7 @@
 //! and turned into the same normalized [`PaymentEvent`] the generic format becomes.
 
 pub mod alipay;
+pub mod signing;
 pub mod wechatpay;
 
 use aws_lc_rs::signature::{ParsedPublicKey, RSA_PKCS1_2048_8192_SHA256};

@@ -132,6 +132,20 @@ impl WechatPay {
         body: &[u8],
         now: Timestamp,
     ) -> Result<Verdict, Rejection> {
+        self.verify_signed(header, body, now)?;
+        self.read_notification(body, now)
+    }
+
+    /// Verifies a message WeChat Pay signed, a notification or an answer to one of our requests alike:
+    /// the platform's SHA256-RSA signature in `Wechatpay-Signature` over `<Wechatpay-Timestamp>\n
+    /// <Wechatpay-Nonce>\n<body>\n`, under the configured key named by `Wechatpay-Serial`, with the
+    /// timestamp within 300 s of `now`. Nothing in an answer is believed before this passes.
+    pub fn verify_signed(
+        &self,
+        header: &dyn Fn(&str) -> Option<String>,
+        body: &[u8],
+        now: Timestamp,
+    ) -> Result<(), Rejection> {
         let required = |name: &'static str| header(name).ok_or(Rejection::Signature("missing Wechatpay header"));
         let timestamp = required("wechatpay-timestamp")?;
         let nonce = required("wechatpay-nonce")?;
@@ -158,7 +172,11 @@ impl WechatPay {
         if (now.unix_seconds() - signed_at).abs() > MAX_CLOCK_SKEW_SECONDS {
             return Err(Rejection::Signature("timestamp more than 300 s away"));
         }
+        Ok(())
+    }
 
+    /// Reads a verified notification: the transaction decrypted, checked to be ours, as an event.
+    fn read_notification(&self, body: &[u8], now: Timestamp) -> Result<Verdict, Rejection> {
         let refused = |why: &str| Rejection::Refused(why.to_owned());
         let notification: Notification =
             serde_json::from_slice(body).map_err(|_| refused("body is not a WeChat Pay notification"))?;
@@ -209,4 +227,45 @@ impl WechatPay {
             .map_err(|_| refused("resource does not decrypt under our APIv3 key"))?;
         serde_json::from_slice(plain).map_err(|_| refused("decrypted resource is not a transaction"))
     }
+}
+
+/// The merchant's side of WeChat Pay APIv3 requests: who we are, the key that signs, where answers and
+/// notifications go. The private key never appears in `Debug` output.
+#[derive(Debug)]
+pub struct WechatPayMerchant {
+    /// `mchid`.
+    pub mchid: String,
+    /// `appid`.
+    pub appid: String,
+    /// The serial number of the merchant certificate whose key signs (`serial_no`).
+    pub serial: String,
+    /// The merchant's private key.
+    pub key: super::signing::MerchantKey,
+    /// Where WeChat Pay posts notifications (the receiver's `/api/payments/callback/wechatpay/`).
+    pub notify_url: String,
+    /// The API's base URL, `https://api.mch.weixin.qq.com` unless configured.
+    pub base_url: String,
+}
+
+/// WeChat Pay's production API.
+pub const DEFAULT_BASE_URL: &str = "https://api.mch.weixin.qq.com";
+
+impl WechatPayMerchant {
+    /// The `Authorization` header of a request: `WECHATPAY2-SHA256-RSA2048` with `mchid`, `nonce_str`,
+    /// `timestamp`, `serial_no` and the `signature` (SHA256withRSA under the merchant key, base64) of
+    /// `<METHOD>\n<path and query>\n<timestamp>\n<nonce>\n<body>\n` (an empty body for a GET).
+    pub fn authorization(&self, method: &str, path_and_query: &str, body: &str, timestamp: i64, nonce: &str) -> String {
+        let message = format!("{method}\n{path_and_query}\n{timestamp}\n{nonce}\n{body}\n");
+        let signature = self.key.sign(message.as_bytes());
+        format!(
+            "WECHATPAY2-SHA256-RSA2048 mchid=\"{}\",nonce_str=\"{nonce}\",timestamp=\"{timestamp}\",serial_no=\"{}\",signature=\"{signature}\"",
+            self.mchid, self.serial
+        )
+    }
+}
+
+/// A time as WeChat Pay's `time_expire` wants it: RFC 3339 in China Standard Time (`+08:00`), whole
+/// seconds.
+pub fn time_expire(at: Timestamp) -> String {
+    at.in_china().to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
 }
