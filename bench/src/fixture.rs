@@ -11,11 +11,12 @@ use futures::{StreamExt, TryStreamExt};
 use serde_json::{json, Value};
 
 /// Every function the harness runs, in its order: one per crate under `functions/`.
-pub const FUNCTIONS: [&str; 9] = [
+pub const FUNCTIONS: [&str; 10] = [
     "create_order",
     "create_batch_orders",
     "get_order",
     "create_payment",
+    "checkout_payment",
     "cancel_order",
     "list_orders",
     "payment_callback",
@@ -60,6 +61,8 @@ pub struct Fixture {
     pub order_to_read: String,
     /// One fresh unpaid order per invoke for `create_payment`.
     pub for_payment: Vec<Placement>,
+    /// One fresh bank-transfer payment per invoke for `checkout_payment`.
+    pub for_checkout: Vec<Placement>,
     /// One per invoke for `cancel_order`.
     pub for_cancel: Vec<Placement>,
     /// One per invoke for `process_payment_callbacks` to pay.
@@ -95,7 +98,12 @@ fn services(store: &infra::dynamodb::DynamoStore, clock: Arc<dyn Clock>) -> Serv
 }
 
 async fn place(svc: &Services) -> Result<Placement, String> {
-    let body = serde_json::json!({"product_id": PRODUCT, "address_id": ADDRESS, "quantity": 1});
+    place_paid_by(svc, "wechat").await
+}
+
+async fn place_paid_by(svc: &Services, method: &str) -> Result<Placement, String> {
+    let body =
+        serde_json::json!({"product_id": PRODUCT, "address_id": ADDRESS, "quantity": 1, "payment_method": method});
     let cmd = domain::usecases::request::parse_create_order(&body).map_err(|e| e.to_string())?;
     let user = domain::UserId::parse(USER).map_err(|e| e.to_string())?;
     match domain::usecases::create_orders(&svc.placing(), &user, &cmd, None)
@@ -156,6 +164,10 @@ pub async fn prepare(endpoint: &str, events: usize, measured: impl Fn(&str) -> b
     let wanted = |names: &[&str]| if names.iter().any(|n| measured(n)) { events } else { 0 };
     let for_payment = place_many(&now, wanted(&["create_payment"])).await?;
     let for_cancel = place_many(&now, wanted(&["cancel_order"])).await?;
+    let mut for_checkout = Vec::new();
+    for _ in 0..wanted(&["checkout_payment"]) {
+        for_checkout.push(place_paid_by(&now, "bank").await?);
+    }
     let for_callback = place_many(&now, wanted(&["payment_callback", "process_payment_callbacks"])).await?;
     // A full first page for list_orders.
     if measured("list_orders") {
@@ -172,6 +184,7 @@ pub async fn prepare(endpoint: &str, events: usize, measured: impl Fn(&str) -> b
         queue_url,
         order_to_read,
         for_payment,
+        for_checkout,
         for_cancel,
         for_callback,
         due,
@@ -236,6 +249,7 @@ pub fn functions(fx: &Fixture, proxy: &str) -> Vec<Function> {
     let read = fx.order_to_read.clone();
     let (for_payment, for_cancel, for_callback) =
         (fx.for_payment.clone(), fx.for_cancel.clone(), fx.for_callback.clone());
+    let for_checkout = fx.for_checkout.clone();
     let for_receiver = fx.for_callback.clone();
     let due = fx.due;
     vec![
@@ -295,6 +309,27 @@ pub fn functions(fx: &Fixture, proxy: &str) -> Vec<Function> {
                 )
             }),
             check: expect_status(201),
+        },
+        Function {
+            name: "checkout_payment",
+            env: with(&[(
+                "BANK_ACCOUNT",
+                r#"{"payee": "bench shop", "bank": "bench bank", "account_number": "0000"}"#,
+            )]),
+            event: Box::new(move |n| {
+                let placed = at(&for_checkout, n);
+                let (order, payment) = (&placed.order_id, &placed.payment_id);
+                let mut event = api_event(
+                    "POST",
+                    &format!("/api/orders/{order}/payments/{payment}/checkout/"),
+                    "POST /api/orders/{order_id}/payments/{payment_id}/checkout/",
+                    None,
+                    Some(order),
+                );
+                event["pathParameters"]["payment_id"] = Value::from(payment.as_str());
+                event
+            }),
+            check: expect_status(200),
         },
         Function {
             name: "cancel_order",

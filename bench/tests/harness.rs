@@ -45,6 +45,8 @@ async fn the_harness_runs_every_function_end_to_end() {
         let expected = match f.name {
             "create_payment" | "cancel_order" => 2.0,
             "process_payment_callbacks" => 3.0,
+            // the order read to plan, then the update's read and its conditional write
+            "checkout_payment" => 3.0,
             // a sweep that finds the index empty reads each of its shards
             "expire_payments" => 8.0,
             _ => 1.0,

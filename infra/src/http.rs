@@ -71,6 +71,13 @@ pub fn order_id(req: &Request) -> Result<domain::OrderId, ServiceError> {
         .ok_or(ServiceError::OrderNotFound)
 }
 
+/// The `{payment_id}` path parameter; like an order id, one that cannot exist is simply not found.
+pub fn payment_id(req: &Request) -> Result<domain::PaymentId, ServiceError> {
+    path_param(req, "payment_id")
+        .and_then(|id| domain::PaymentId::parse(&id).ok())
+        .ok_or(ServiceError::OrderNotFound)
+}
+
 /// A JSON response with the given status; a value that cannot be serialized is an internal error,
 /// which `respond` renders with the request's id.
 pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Result<Response<Body>, ServiceError> {

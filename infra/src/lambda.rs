@@ -92,6 +92,15 @@ pub async fn run_order_placing_function(handler: Handler) -> Result<(), Error> {
     run_http(services, handler).await
 }
 
+/// [`run_api_function`] for the checkout, which talks to the payment providers configured in the
+/// environment (docs/api.md §16); unreadable provider settings are a start-up error.
+pub async fn run_checkout_function(handler: Handler) -> Result<(), Error> {
+    crate::telemetry::init();
+    let mut services = services(&Config::from_env()?).await;
+    services.gateway = Arc::new(crate::checkout::Providers::from_env()?);
+    run_http(services, handler).await
+}
+
 /// Runs an API Gateway handler over `state`, built once and shared by every invocation. Each event is
 /// guarded ([`crate::http::guard_event`]) before `lambda_http` turns it into a request, so no header a
 /// client sent can panic the conversion.

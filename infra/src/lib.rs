@@ -5,6 +5,7 @@
 mod aws;
 pub mod cache;
 pub mod catalog_file;
+pub mod checkout;
 #[cfg(feature = "dynamodb")]
 pub mod dynamodb;
 pub mod fifo;

@@ -43,7 +43,12 @@ struct Route<S: 'static> {
 /// passed on as it came, which no order id matches, so the handler answers `404 ORDER_NOT_FOUND` in the
 /// catalogue's shape as it does on Lambda.
 fn order_id_segment(req: &AxumRequest) -> String {
-    let raw = req.uri().path().split('/').nth(3).unwrap_or("").to_owned();
+    segment(req, 3)
+}
+
+/// The `n`th segment of the path, percent-decoded as `order_id_segment` is.
+fn segment(req: &AxumRequest, n: usize) -> String {
+    let raw = req.uri().path().split('/').nth(n).unwrap_or("").to_owned();
     percent_decode(&raw).unwrap_or(raw)
 }
 
@@ -108,6 +113,11 @@ pub fn router(app: Arc<App>, read_timeout: std::time::Duration) -> Router {
         authorized: true,
         handler: |s, r| Box::pin(create_payment::handle(s, r)),
     };
+    const CHECKOUT: Route<Services> = Route {
+        key: "POST /api/orders/{order_id}/payments/{payment_id}/checkout/",
+        authorized: true,
+        handler: |s, r| Box::pin(checkout_payment::handle(s, r)),
+    };
     const CANCEL: Route<Services> = Route {
         key: "POST /api/orders/{order_id}/cancel/",
         authorized: true,
@@ -162,6 +172,13 @@ pub fn router(app: Arc<App>, read_timeout: std::time::Duration) -> Router {
             post(|s: State<Arc<App>>, req: AxumRequest| async move {
                 let id = order_id_segment(&req);
                 dispatch(s.services.as_ref(), req, PAY, vec![("order_id", id)]).await
+            }),
+        )
+        .route(
+            "/api/orders/{order_id}/payments/{payment_id}/checkout/",
+            post(|s: State<Arc<App>>, req: AxumRequest| async move {
+                let params = vec![("order_id", segment(&req, 3)), ("payment_id", segment(&req, 5))];
+                dispatch(s.services.as_ref(), req, CHECKOUT, params).await
             }),
         )
         .route(

@@ -154,6 +154,17 @@ async fn supplier(catalog: &CatalogFile) -> Result<Arc<dyn domain::ports::Suppli
     Ok(Arc::new(client))
 }
 
+/// The checkout's providers as configured in the environment (`BANK_ACCOUNT`, `ALIPAY_APP_*`); without
+/// `BANK_ACCOUNT`, a development account, so that a bank-transfer checkout works on a laptop.
+fn checkout_providers() -> Result<infra::checkout::Providers, Box<dyn std::error::Error>> {
+    let mut providers = infra::checkout::Providers::from_env()?;
+    if providers.bank.is_none() {
+        let account = serde_json::json!({"payee": "海尔演示商城 (development)", "bank": "开发银行", "account_number": "6222 0000 0000 0000"});
+        providers.bank = account.as_object().cloned();
+    }
+    Ok(providers)
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
@@ -169,6 +180,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let supplier = supplier(&catalog).await?;
     let mut services = store.services.clone();
     services.supplier = supplier;
+    services.gateway = Arc::new(checkout_providers()?);
     // As in a warm Lambda: product descriptions and addresses from memory, re-read when stale.
     services.catalog = Arc::new(infra::cache::CachedCatalog::new(
         services.catalog,

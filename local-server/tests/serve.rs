@@ -146,6 +146,26 @@ async fn exercise_every_route(server: &Server) {
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["error"]["details"][0]["available"], 19);
 
+    // A bank-transfer payment checked out: the development account and the payment as the reference.
+    let bank =
+        json!({"product_id": "washer-eg100", "address_id": "addr-alice-home", "quantity": 1, "payment_method": "bank"});
+    let (status, created) = server.post(CREATE, Some("alice"), &bank).await;
+    assert_eq!(status, 201, "{created}");
+    let (order, payment) = (
+        created["order"]["id"].as_str().unwrap(),
+        created["payment"]["id"].as_str().unwrap(),
+    );
+    let path = format!("/api/orders/{order}/payments/{payment}/checkout/");
+    let (status, checkout) = server.post(&path, Some("alice"), &json!({})).await;
+    assert_eq!(status, 200, "{checkout}");
+    assert_eq!(checkout["checkout"]["provider"], "bank");
+    assert_eq!(checkout["checkout"]["reference"], payment);
+    assert_eq!(checkout["checkout"]["amount"], created["payment"]["amount"]);
+    assert_eq!(
+        code(&server.post(&path, Some("bob"), &json!({})).await),
+        (404, Some("ORDER_NOT_FOUND"))
+    );
+
     assert_eq!(server.get("/api/nothing-here", Some("alice")).await.0, 404);
 }
 

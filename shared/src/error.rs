@@ -38,6 +38,8 @@ pub enum ErrorCode {
     OrderNotFound,
     /// Cancel asked for an order not in `pending`.
     OrderNotCancellable,
+    /// Checkout of a payment that is not open, or of another scene than the one it was checked out in.
+    PaymentNotPayable,
     /// Not enough stock.
     InsufficientStock,
     /// Body over the limit.
@@ -56,6 +58,8 @@ pub enum ErrorCode {
     IdempotencyKeyReused,
     /// Supplier stock API down or slow.
     SupplierUnavailable,
+    /// WeChat Pay or Alipay down, slow or refusing for load.
+    ProviderUnavailable,
     /// Store throttling or conflicts that outlasted retries.
     ServiceBusy,
     /// Anything else.
@@ -78,6 +82,7 @@ impl ErrorCode {
             Self::InvalidSignature => "INVALID_SIGNATURE",
             Self::OrderNotFound => "ORDER_NOT_FOUND",
             Self::OrderNotCancellable => "ORDER_NOT_CANCELLABLE",
+            Self::PaymentNotPayable => "PAYMENT_NOT_PAYABLE",
             Self::InsufficientStock => "INSUFFICIENT_STOCK",
             Self::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             Self::NotFound => "NOT_FOUND",
@@ -87,6 +92,7 @@ impl ErrorCode {
             Self::HeadersTooLarge => "HEADERS_TOO_LARGE",
             Self::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
             Self::SupplierUnavailable => "SUPPLIER_UNAVAILABLE",
+            Self::ProviderUnavailable => "PROVIDER_UNAVAILABLE",
             Self::ServiceBusy => "SERVICE_BUSY",
             Self::InternalError => "INTERNAL_ERROR",
         }
@@ -109,10 +115,10 @@ impl ErrorCode {
             Self::RequestTimeout => 408,
             Self::UriTooLong => 414,
             Self::HeadersTooLarge => 431,
-            Self::InsufficientStock | Self::OrderNotCancellable => 409,
+            Self::InsufficientStock | Self::OrderNotCancellable | Self::PaymentNotPayable => 409,
             Self::PayloadTooLarge => 413,
             Self::IdempotencyKeyReused => 422,
-            Self::SupplierUnavailable | Self::ServiceBusy => 503,
+            Self::SupplierUnavailable | Self::ProviderUnavailable | Self::ServiceBusy => 503,
             Self::InternalError => 500,
         }
     }
@@ -132,6 +138,7 @@ impl ErrorCode {
             Self::InvalidSignature => "签名无效",
             Self::OrderNotFound => "订单不存在",
             Self::OrderNotCancellable => "订单状态不允许取消",
+            Self::PaymentNotPayable => "支付单不可支付",
             Self::InsufficientStock => "库存不足",
             Self::PayloadTooLarge => "请求体过大",
             Self::NotFound => "资源不存在",
@@ -141,6 +148,7 @@ impl ErrorCode {
             Self::HeadersTooLarge => "请求头过大",
             Self::IdempotencyKeyReused => "幂等键已用于不同的请求",
             Self::SupplierUnavailable => "供应商库存服务不可用",
+            Self::ProviderUnavailable => "支付服务暂不可用",
             Self::ServiceBusy => "服务繁忙",
             Self::InternalError => "系统异常",
         }
@@ -149,7 +157,7 @@ impl ErrorCode {
     /// Seconds a client should wait before retrying, for the errors that are worth retrying.
     pub fn retry_after_seconds(self) -> Option<u32> {
         match self {
-            Self::SupplierUnavailable => Some(5),
+            Self::SupplierUnavailable | Self::ProviderUnavailable => Some(5),
             Self::ServiceBusy => Some(1),
             _ => None,
         }
@@ -202,6 +210,10 @@ pub enum ServiceError {
     /// The order's status does not allow cancelling it.
     #[error("order status {0} does not allow cancelling")]
     OrderNotCancellable(OrderStatus),
+    /// The payment cannot be checked out: not open, past its expiry, its order not pending, or already
+    /// checked out in another scene; why, in the payment's status as the caller sees it.
+    #[error("payment not payable ({0})")]
+    PaymentNotPayable(String),
     /// Not enough stock for one or more products.
     #[error("insufficient stock for {} product(s)", .0.len())]
     InsufficientStock(Vec<Shortage>),
@@ -240,6 +252,9 @@ pub enum ServiceError {
     /// The supplier's stock API is down or slow.
     #[error("supplier stock service unavailable")]
     SupplierUnavailable(#[source] BoxError),
+    /// WeChat Pay or Alipay is down, slow, rate-limiting or answering a system error.
+    #[error("payment provider unavailable")]
+    ProviderUnavailable(#[source] BoxError),
     /// The store throttled or conflicted past our retries.
     #[error("store busy")]
     ServiceBusy(#[source] BoxError),
@@ -274,6 +289,7 @@ impl ServiceError {
             Self::InvalidSignature => ErrorCode::InvalidSignature,
             Self::OrderNotFound => ErrorCode::OrderNotFound,
             Self::OrderNotCancellable(_) => ErrorCode::OrderNotCancellable,
+            Self::PaymentNotPayable(_) => ErrorCode::PaymentNotPayable,
             Self::InsufficientStock(_) => ErrorCode::InsufficientStock,
             Self::PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,
             Self::IdempotencyKeyReused => ErrorCode::IdempotencyKeyReused,
@@ -283,6 +299,7 @@ impl ServiceError {
             Self::UriTooLong { .. } => ErrorCode::UriTooLong,
             Self::HeadersTooLarge { .. } => ErrorCode::HeadersTooLarge,
             Self::SupplierUnavailable(_) => ErrorCode::SupplierUnavailable,
+            Self::ProviderUnavailable(_) => ErrorCode::ProviderUnavailable,
             Self::ServiceBusy(_) => ErrorCode::ServiceBusy,
             Self::Internal(_) => ErrorCode::InternalError,
         }
@@ -294,6 +311,7 @@ impl ServiceError {
             Self::Validation(fields) => Some(json!({ "fields": fields })),
             Self::ProductNotFound(id) => Some(json!({ "product_id": id })),
             Self::InvalidOrderStatus(status) | Self::OrderNotCancellable(status) => Some(json!({ "status": status })),
+            Self::PaymentNotPayable(status) => Some(json!({ "status": status })),
             Self::BatchTooLarge { max, given } => Some(json!({ "max_distinct_products": max, "given": given })),
             Self::InsufficientStock(shortages) => Some(json!(shortages)),
             Self::PayloadTooLarge { limit } | Self::UriTooLong { limit } => Some(json!({ "max_bytes": limit })),
@@ -327,7 +345,10 @@ impl ServiceError {
             Self::OrderNotCancellable(status) => {
                 tracing::warn!(request_id, code, %status, "order status does not allow cancelling")
             }
-            Self::SupplierUnavailable(source) | Self::ServiceBusy(source) | Self::Internal(source) => {
+            Self::SupplierUnavailable(source)
+            | Self::ProviderUnavailable(source)
+            | Self::ServiceBusy(source)
+            | Self::Internal(source) => {
                 tracing::error!(request_id, code, error = %error_chain(source.as_ref()), "request failed")
             }
             _ => tracing::info!(request_id, code, "request refused"),

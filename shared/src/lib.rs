@@ -4,6 +4,7 @@
 pub mod callback;
 pub mod catalog;
 pub mod change;
+pub mod checkout;
 pub mod error;
 pub mod field;
 pub mod idempotency;

@@ -116,6 +116,9 @@ pub struct Payment {
     /// already paid it): someone must refund it.
     #[serde(default)]
     pub refund_required: bool,
+    /// What the shopper was handed to pay with, once checked out (docs/api.md §16).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkout: Option<crate::checkout::Checkout>,
 }
 
 impl Payment {
@@ -144,6 +147,7 @@ impl Payment {
             }],
             provider_txn_id: None,
             refund_required: false,
+            checkout: None,
         }
     }
 

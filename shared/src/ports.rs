@@ -281,3 +281,46 @@ impl Clock for SystemClock {
         Timestamp::now()
     }
 }
+
+/// Why a payment provider handed out no checkout.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    /// Down, slow, rate-limiting, answering a system error, or an answer that failed verification:
+    /// worth trying again later (`503 PROVIDER_UNAVAILABLE`).
+    #[error("payment provider unavailable")]
+    Unavailable(#[source] BoxError),
+    /// The provider says the trade is already paid.
+    #[error("the provider reports the trade paid")]
+    AlreadyPaid,
+    /// The provider refused our request as malformed or wrongly signed: our defect (`500`).
+    #[error("the provider refused the request")]
+    Refused(#[source] BoxError),
+}
+
+/// The providers' checkout APIs, and the bank's instructions: one port for every payment method.
+#[async_trait]
+pub trait PaymentGateway: Send + Sync {
+    /// What the shopper pays with in `request.scene` (the provider's answer, verified its way): the
+    /// fields of the stored checkout but `provider`, `scene`, `expires_at` and `created_at`.
+    async fn checkout(
+        &self,
+        request: &crate::checkout::CheckoutRequest,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, ProviderError>;
+}
+
+/// A gateway with no provider configured: every checkout is unavailable (functions that never check
+/// out hold this one).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoProviders;
+
+#[async_trait]
+impl PaymentGateway for NoProviders {
+    async fn checkout(
+        &self,
+        request: &crate::checkout::CheckoutRequest,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, ProviderError> {
+        Err(ProviderError::Unavailable(
+            format!("no {} checkout is configured", request.scene.provider()).into(),
+        ))
+    }
+}

@@ -277,7 +277,7 @@ fn an_alipay_request_is_signed_over_every_parameter_but_sign_sorted_and_unencode
     };
     let biz = serde_json::json!({"out_trade_no": "pay_0195f2a0c3d47e8f9a0b1c2d3e4f", "total_amount": "3299.00", "subject": "海尔 冰箱"});
     let now = Timestamp::parse("2026-11-25T07:00:00Z").unwrap();
-    let params = app.signed_params("alipay.trade.page.pay", &biz, now, true);
+    let params = app.signed_params("alipay.trade.page.pay", &biz, now, app.return_url.as_deref());
 
     let expected = format!(
         "app_id={APP_ID}&biz_content={biz}&charset=utf-8&format=JSON&method=alipay.trade.page.pay\

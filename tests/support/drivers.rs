@@ -18,6 +18,9 @@ pub fn request(method: &str, path: &str, user: Option<&str>, body: &[u8]) -> Req
         .unwrap_or_default();
     let path_parameters = match (method, segments.as_slice()) {
         ("GET", [id]) | ("POST", [id, "payments" | "cancel"]) => vec![("order_id", (*id).to_owned())],
+        ("POST", [id, "payments", payment, "checkout"]) => {
+            vec![("order_id", (*id).to_owned()), ("payment_id", (*payment).to_owned())]
+        }
         _ => vec![],
     };
     GatewayRequest {
@@ -196,4 +199,21 @@ pub async fn sweep(env: &TestEnv, budget: std::time::Duration) -> domain::usecas
     .expect("scheduled event");
     let deadline = std::time::SystemTime::now() + expire_payments::SAFETY_MARGIN + budget;
     expire_payments::handle(&env.svc, event, deadline).await.expect("sweep")
+}
+
+/// `POST /api/orders/{order_id}/payments/{payment_id}/checkout/` through the real handler.
+pub async fn checkout(
+    env: &TestEnv,
+    user: Option<&str>,
+    order_id: &str,
+    payment_id: &str,
+    body: &Value,
+) -> (u16, Value) {
+    let path = format!("/api/orders/{order_id}/payments/{payment_id}/checkout/");
+    let text = if body.is_null() {
+        String::new()
+    } else {
+        body.to_string()
+    };
+    read(checkout_payment::handle(&env.svc, request("POST", &path, user, text.as_bytes())).await)
 }

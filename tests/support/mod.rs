@@ -170,6 +170,12 @@ impl TestEnv {
         self
     }
 
+    /// Uses another payment gateway (the providers' checkout).
+    pub fn with_gateway(mut self, gateway: Arc<dyn domain::ports::PaymentGateway>) -> Self {
+        self.svc.gateway = gateway;
+        self
+    }
+
     /// Uses another supplier port.
     pub fn with_supplier(mut self, supplier: Arc<dyn SupplierStock>) -> Self {
         self.svc.supplier = supplier;

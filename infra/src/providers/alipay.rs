@@ -168,13 +168,13 @@ pub fn request_signing_string(params: &[(String, String)]) -> String {
 impl AlipayApp {
     /// A request to `method` with `biz_content`, as its common parameters (`app_id`, `method`,
     /// `format=JSON`, `charset=utf-8`, `sign_type=RSA2`, `timestamp` in China time, `version=1.0`,
-    /// `notify_url`, and `return_url` where asked and configured) and `biz_content`, then `sign`.
+    /// `notify_url`, and `return_url` when given) and `biz_content`, then `sign`.
     pub fn signed_params(
         &self,
         method: &str,
         biz_content: &serde_json::Value,
         now: Timestamp,
-        with_return_url: bool,
+        return_url: Option<&str>,
     ) -> Vec<(String, String)> {
         let mut params: Vec<(String, String)> = [
             ("app_id", self.app_id.as_str()),
@@ -189,8 +189,8 @@ impl AlipayApp {
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect();
         params.push(("timestamp".into(), china_time(now)));
-        if let (true, Some(url)) = (with_return_url, &self.return_url) {
-            params.push(("return_url".into(), url.clone()));
+        if let Some(url) = return_url {
+            params.push(("return_url".into(), url.to_owned()));
         }
         params.push(("biz_content".into(), biz_content.to_string()));
         let sign = self.key.sign(request_signing_string(&params).as_bytes());

@@ -39,7 +39,9 @@ pub async fn at_most_once<T>(
     let refused = match attempt {
         Ok(Attempt::Made(made)) => return Ok(Answered::Made(made)),
         Ok(Attempt::KeyAnswered(answer)) => return answer_of(answer),
-        Err(fault @ (ServiceError::ServiceBusy(_) | ServiceError::Internal(_))) => return Err(fault),
+        Err(
+            fault @ (ServiceError::ServiceBusy(_) | ServiceError::ProviderUnavailable(_) | ServiceError::Internal(_)),
+        ) => return Err(fault),
         Err(refused) => refused,
     };
     let Some(request) = request else {

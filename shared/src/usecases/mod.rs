@@ -2,6 +2,7 @@
 
 mod callbacks;
 mod cancel;
+mod checkout;
 mod create_orders;
 mod create_payment;
 pub mod expiry;
@@ -12,10 +13,14 @@ pub mod request;
 
 use std::sync::Arc;
 
-use crate::ports::{Catalog, Clock, ExpiryIndex, Metrics, OrderList, OrderStore, OrderUpdates, Store, SupplierStock};
+use crate::ports::{
+    Catalog, Clock, ExpiryIndex, Metrics, NoProviders, OrderList, OrderStore, OrderUpdates, PaymentGateway, Store,
+    SupplierStock,
+};
 
 pub use callbacks::{apply_callback, enqueue_callback, CallbackOutcome};
 pub use cancel::cancel_order;
+pub use checkout::{checkout_payment, Checkouts};
 pub use create_orders::{create_orders, Created, Idempotency, Placing};
 pub use create_payment::{create_payment, RenderPayment};
 pub use expiry::{sweep, SweepReport};
@@ -39,6 +44,8 @@ pub struct Services {
     pub list: Arc<dyn OrderList>,
     /// The supplier's stock API.
     pub supplier: Arc<dyn SupplierStock>,
+    /// The payment providers' checkout (none but in the function that checks out).
+    pub gateway: Arc<dyn PaymentGateway>,
     /// The time.
     pub clock: Arc<dyn Clock>,
     /// Business metrics.
@@ -62,8 +69,19 @@ impl Services {
             expiry: store.clone(),
             list: store,
             supplier,
+            gateway: Arc::new(NoProviders),
             clock,
             metrics,
+        }
+    }
+
+    /// The ports a checkout takes.
+    pub fn checkouts(&self) -> Checkouts<'_> {
+        Checkouts {
+            orders: self.orders.as_ref(),
+            updates: self.updates.as_ref(),
+            gateway: self.gateway.as_ref(),
+            clock: self.clock.as_ref(),
         }
     }
 

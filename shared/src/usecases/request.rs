@@ -292,6 +292,37 @@ pub fn parse_create_batch(body: &Value) -> Result<CreateOrders, ServiceError> {
     f.finish(parsed)
 }
 
+/// Parses `POST /api/orders/{order_id}/payments/{payment_id}/checkout/`: `{"scene"?, "payer_openid"?,
+/// "return_url"?}`, each a string when given (which scenes a payment offers is judged with the payment).
+pub fn parse_checkout(body: &Value) -> Result<crate::checkout::CheckoutAsk, ServiceError> {
+    let obj = json_object(body)?;
+    let mut f = Fields::default();
+    let mut text = |key: &str, max: usize| match obj.get(key) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if !s.is_empty() && s.len() <= max && !s.chars().any(char::is_control) => {
+            Some(s.clone())
+        }
+        Some(_) => {
+            f.bad(key, &format!("must be a string of 1 to {max} characters"));
+            None
+        }
+    };
+    let scene = text("scene", 16);
+    let payer_openid = text("payer_openid", 128);
+    let return_url = text("return_url", 1024);
+    if let Some(url) = &return_url {
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            f.bad("return_url", "must be an http(s) URL");
+        }
+    }
+    let ask = crate::checkout::CheckoutAsk {
+        scene,
+        payer_openid,
+        return_url,
+    };
+    f.finish(Some(ask))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

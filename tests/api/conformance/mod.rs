@@ -6,6 +6,7 @@ pub mod bad_requests;
 pub mod batch;
 pub mod cache;
 pub mod callbacks;
+pub mod checkout;
 pub mod idempotency;
 pub mod lifecycle;
 pub mod orders;
@@ -77,6 +78,9 @@ conformance!(
     providers::wechatpay_notifications_are_verified_decrypted_and_applied_once,
     providers::alipay_notifications_are_verified_and_applied_once,
     providers::a_provider_speaks_only_for_its_own_payments,
+    checkout::a_bank_transfer_checkout_is_stored_once_and_handed_out_again,
+    checkout::an_alipay_page_checkout_is_a_signed_gateway_link,
+    checkout::a_checkout_is_refused_for_what_cannot_be_paid_and_changes_nothing,
     idempotency::fifty_concurrent_retries_of_one_key_create_one_order,
     idempotency::a_key_answers_only_its_own_request_for_a_day,
     idempotency::a_refused_request_stores_nothing_and_its_retry_may_succeed,

@@ -1,0 +1,107 @@
+//! The payment gateway (docs/api.md §16): each method's checkout from configuration. Bank transfer
+//! needs no provider call (the account from `BANK_ACCOUNT`, the payment id as the reference to quote);
+//! an Alipay page payment is a link to the gateway signed with the app's key, with no call either.
+//! Configuration is read once per cold start and never logged.
+
+use async_trait::async_trait;
+use domain::checkout::{CheckoutRequest, Scene};
+use domain::ports::{PaymentGateway, ProviderError};
+use domain::Timestamp;
+use serde_json::{json, Map, Value};
+
+use crate::providers::alipay::{china_time, AlipayApp, DEFAULT_GATEWAY};
+use crate::providers::signing::MerchantKey;
+use crate::providers::ConfigError;
+
+/// Every checkout the configuration allows.
+#[derive(Debug, Default)]
+pub struct Providers {
+    /// `BANK_ACCOUNT`: the account shoppers transfer to (payee, bank, account number, as given).
+    pub bank: Option<Map<String, Value>>,
+    /// The Alipay app that signs page-payment links.
+    pub alipay: Option<AlipayApp>,
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+impl Providers {
+    /// From the environment: `BANK_ACCOUNT` (a JSON object); `ALIPAY_APP_ID`, `ALIPAY_APP_PRIVATE_KEY`
+    /// (PEM, base64 or a path), `ALIPAY_NOTIFY_URL`, and optionally `ALIPAY_RETURN_URL` and
+    /// `ALIPAY_GATEWAY`. A method left unconfigured answers `503 PROVIDER_UNAVAILABLE`; a setting
+    /// given but unreadable is a start-up error.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let bank = match env("BANK_ACCOUNT") {
+            None => None,
+            Some(text) => match serde_json::from_str::<Value>(&text) {
+                Ok(Value::Object(account)) if !account.is_empty() => Some(account),
+                _ => return Err(ConfigError("BANK_ACCOUNT must be a JSON object".into())),
+            },
+        };
+        let alipay = match (
+            env("ALIPAY_APP_PRIVATE_KEY"),
+            env("ALIPAY_APP_ID"),
+            env("ALIPAY_NOTIFY_URL"),
+        ) {
+            (None, _, _) => None,
+            (Some(key), Some(app_id), Some(notify_url)) => Some(AlipayApp {
+                app_id,
+                key: MerchantKey::parse(&key)?,
+                notify_url,
+                return_url: env("ALIPAY_RETURN_URL"),
+                gateway: env("ALIPAY_GATEWAY").unwrap_or_else(|| DEFAULT_GATEWAY.to_owned()),
+            }),
+            _ => {
+                return Err(ConfigError(
+                    "Alipay checkout needs ALIPAY_APP_ID, ALIPAY_APP_PRIVATE_KEY and ALIPAY_NOTIFY_URL".into(),
+                ))
+            }
+        };
+        Ok(Providers { bank, alipay })
+    }
+}
+
+fn unconfigured(what: &str) -> ProviderError {
+    ProviderError::Unavailable(format!("{what} is not configured").into())
+}
+
+/// An Alipay page payment's link: `alipay.trade.page.pay` with the amount in yuan, the product as the
+/// subject, the payment's expiry as `time_expire` (China time), signed with the app key.
+fn alipay_page(app: &AlipayApp, request: &CheckoutRequest, now: Timestamp) -> Map<String, Value> {
+    let biz = json!({
+        "out_trade_no": request.payment_id,
+        "total_amount": request.amount.to_string(),
+        "subject": request.description,
+        "product_code": "FAST_INSTANT_TRADE_PAY",
+        "time_expire": china_time(request.expires_at),
+    });
+    // The shopper's own return page if the request named one, else the configured one.
+    let return_url = request.return_url.as_deref().or(app.return_url.as_deref());
+    let params = app.signed_params("alipay.trade.page.pay", &biz, now, return_url);
+    let mut out = Map::new();
+    out.insert("url".into(), Value::String(app.url(&params)));
+    out
+}
+
+#[async_trait]
+impl PaymentGateway for Providers {
+    async fn checkout(&self, request: &CheckoutRequest) -> Result<Map<String, Value>, ProviderError> {
+        match request.scene {
+            Scene::Transfer => {
+                let account = self.bank.as_ref().ok_or_else(|| unconfigured("BANK_ACCOUNT"))?;
+                let mut out = Map::new();
+                out.insert("reference".into(), json!(request.payment_id));
+                out.insert("account".into(), Value::Object(account.clone()));
+                out.insert("amount".into(), json!(request.amount));
+                Ok(out)
+            }
+            Scene::Page => {
+                let app = self.alipay.as_ref().ok_or_else(|| unconfigured("Alipay checkout"))?;
+                Ok(alipay_page(app, request, request.requested_at))
+            }
+            Scene::Native | Scene::Jsapi => Err(unconfigured("WeChat Pay checkout")),
+            Scene::Qr => Err(unconfigured("Alipay QR checkout")),
+        }
+    }
+}

@@ -1,0 +1,333 @@
+//! checkout_payment (docs/api.md §16): what the shopper pays with, stored on the payment in a
+//! conditional write, handed out again while young, refused for a payment that cannot be paid, on both
+//! stores.
+
+use std::sync::Arc;
+
+use e2e::{cancel_order, checkout, create_order, create_payment, deliver, event, get_order, TestEnv};
+use infra::checkout::Providers;
+use infra::providers::alipay::{china_time, request_signing_string, AlipayApp};
+use serde_json::{json, Value};
+
+const ALIPAY_APP: &str = "2021000117650139";
+
+/// Alice's pending order of one fridge at 3299.00, paid by `method` (ttl `ttl` minutes); the gateway has
+/// a bank account and an Alipay app whose public key is returned.
+async fn given(env: TestEnv, method: &str, ttl: u32) -> (TestEnv, Value, String) {
+    let key = testkit::providers::SigningKey::generate();
+    let providers = Providers {
+        bank: json!({"payee": "海尔商城", "bank": "招商银行青岛分行", "account_number": "5329 0000 1234"})
+            .as_object()
+            .cloned(),
+        alipay: Some(AlipayApp {
+            app_id: ALIPAY_APP.into(),
+            key: infra::providers::signing::MerchantKey::parse(&key.pkcs8_base64()).unwrap(),
+            notify_url: "https://shop.example/api/payments/callback/alipay/".into(),
+            return_url: Some("https://shop.example/paid".into()),
+            gateway: "https://openapi.alipay.com/gateway.do".into(),
+        }),
+    };
+    let env = env.with_gateway(Arc::new(providers));
+    env.product("fridge", "3299.00", 10).await;
+    env.address("alice-home", "alice").await;
+    let body = json!({"product_id": "fridge", "address_id": "alice-home", "quantity": 1, "payment_method": method, "ttl_minutes": ttl});
+    let (status, created) = create_order(&env, Some("alice"), &body).await;
+    assert_eq!(status, 201, "{created}");
+    (env, created, key.public_key_base64())
+}
+
+fn ids(created: &Value) -> (String, String) {
+    (
+        created["order"]["id"].as_str().unwrap().to_owned(),
+        created["payment"]["id"].as_str().unwrap().to_owned(),
+    )
+}
+
+fn logged(payment: &Value, event: &str) -> usize {
+    payment["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["event"] == event)
+        .count()
+}
+
+pub async fn a_bank_transfer_checkout_is_stored_once_and_handed_out_again(env: TestEnv) {
+    // Given a pending order paid by bank transfer
+    let (env, created, _) = given(env, "bank", 1440).await;
+    let (order, payment) = ids(&created);
+
+    // When the shopper checks it out (no body: the method's default scene)
+    let (status, first) = checkout(&env, Some("alice"), &order, &payment, &Value::Null).await;
+
+    // Then the bank's instructions name the payment as the reference and the exact amount
+    assert_eq!(status, 200, "{first}");
+    let c = &first["checkout"];
+    assert_eq!(
+        (c["provider"].as_str(), c["scene"].as_str()),
+        (Some("bank"), Some("transfer"))
+    );
+    assert_eq!(c["reference"], payment.as_str());
+    assert_eq!(c["amount"], "3299.00");
+    assert_eq!(c["account"]["account_number"], "5329 0000 1234");
+    assert_eq!(c["expires_at"], created["payment"]["expires_at"]);
+    assert_eq!(first["payment"]["id"], payment.as_str());
+
+    // and the store holds it on the payment, logged once, in one write
+    let (_, got) = get_order(&env, Some("alice"), &order).await;
+    assert_eq!(got["payments"][0]["checkout"], *c);
+    assert_eq!(logged(&got["payments"][0], "checkout_created"), 1);
+    assert_eq!(got["order"]["version"], 1);
+
+    // When asked again, and again with the scene named: the stored checkout, nothing written
+    let before = env.snapshot().await;
+    for body in [Value::Null, json!({"scene": "transfer"})] {
+        let (status, again) = checkout(&env, Some("alice"), &order, &payment, &body).await;
+        assert_eq!((status, &again["checkout"]), (200, c));
+    }
+    assert_eq!(env.snapshot().await, before);
+
+    // After 110 minutes the provider is asked again, and the newer checkout is stored
+    env.clock.advance(111 * 60);
+    let (status, later) = checkout(&env, Some("alice"), &order, &payment, &Value::Null).await;
+    assert_eq!(status, 200, "{later}");
+    assert_ne!(later["checkout"]["created_at"], c["created_at"]);
+    let (_, got) = get_order(&env, Some("alice"), &order).await;
+    assert_eq!(logged(&got["payments"][0], "checkout_created"), 2);
+}
+
+pub async fn an_alipay_page_checkout_is_a_signed_gateway_link(env: TestEnv) {
+    let (env, created, app_public_key) = given(env, "alipay", 30).await;
+    let (order, payment) = ids(&created);
+
+    let (status, got) = checkout(&env, Some("alice"), &order, &payment, &json!({"scene": "page"})).await;
+    assert_eq!(status, 200, "{got}");
+    assert_eq!(
+        (got["checkout"]["provider"].as_str(), got["checkout"]["scene"].as_str()),
+        (Some("alipay"), Some("page"))
+    );
+    let url = got["checkout"]["url"].as_str().unwrap();
+    let (gateway, query) = url.split_once('?').unwrap();
+    assert_eq!(gateway, "https://openapi.alipay.com/gateway.do");
+    let params: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(param("method"), "alipay.trade.page.pay");
+    assert_eq!(param("app_id"), ALIPAY_APP);
+    assert_eq!(
+        param("notify_url"),
+        "https://shop.example/api/payments/callback/alipay/"
+    );
+    assert_eq!(param("return_url"), "https://shop.example/paid");
+    let biz: Value = serde_json::from_str(&param("biz_content")).unwrap();
+    assert_eq!(biz["out_trade_no"], payment.as_str());
+    assert_eq!(biz["total_amount"], "3299.00", "yuan, exact");
+    assert_eq!(biz["product_code"], "FAST_INSTANT_TRADE_PAY");
+    let expires = domain::Timestamp::parse(created["payment"]["expires_at"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        biz["time_expire"],
+        china_time(expires),
+        "the payment's expiry, China time"
+    );
+    let public = infra::providers::rsa_public_key(&app_public_key).unwrap();
+    assert!(infra::providers::rsa_sha256_verifies(
+        &public,
+        request_signing_string(&params).as_bytes(),
+        &param("sign")
+    ));
+
+    // Another scene for the same payment is refused: the shopper makes a new payment for it.
+    let before = env.snapshot().await;
+    let (status, body) = checkout(&env, Some("alice"), &order, &payment, &json!({"scene": "qr"})).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("PAYMENT_NOT_PAYABLE")),
+        "{body}"
+    );
+    assert_eq!(env.snapshot().await, before);
+}
+
+/// A refused checkout: name, caller, order, payment, body, status, code.
+type Refusal<'a> = (&'a str, Option<&'a str>, &'a str, &'a str, Value, u16, &'a str);
+
+pub async fn a_checkout_is_refused_for_what_cannot_be_paid_and_changes_nothing(env: TestEnv) {
+    let (env, created, _) = given(env, "wechat", 30).await;
+    let (order, first_payment) = ids(&created);
+    // A second payment supersedes the first; a paid and a cancelled order beside it
+    let (status, again) = create_payment(&env, Some("alice"), &order, &json!({"payment_method": "bank"})).await;
+    assert_eq!(status, 201, "{again}");
+    let second_payment = again["payment"]["id"].as_str().unwrap().to_owned();
+    let body = json!({"product_id": "fridge", "address_id": "alice-home", "quantity": 1, "payment_method": "bank"});
+    let (_, paid) = create_order(&env, Some("alice"), &body).await;
+    let (paid_order, paid_payment) = ids(&paid);
+    let success = event(&paid_payment, "evt-paid", domain::ReportedStatus::Succeeded, "3299.00");
+    assert!(deliver(&env, &[("m1", &success)]).await.is_empty());
+    let (_, cancelled) = create_order(&env, Some("alice"), &body).await;
+    let (cancelled_order, cancelled_payment) = ids(&cancelled);
+    assert_eq!(cancel_order(&env, Some("alice"), &cancelled_order).await.0, 200);
+    let before = env.snapshot().await;
+
+    let cases: Vec<Refusal> = vec![
+        (
+            "superseded payment",
+            Some("alice"),
+            &order,
+            &first_payment,
+            Value::Null,
+            409,
+            "PAYMENT_NOT_PAYABLE",
+        ),
+        (
+            "succeeded payment of a paid order",
+            Some("alice"),
+            &paid_order,
+            &paid_payment,
+            Value::Null,
+            409,
+            "PAYMENT_NOT_PAYABLE",
+        ),
+        (
+            "cancelled order",
+            Some("alice"),
+            &cancelled_order,
+            &cancelled_payment,
+            Value::Null,
+            409,
+            "PAYMENT_NOT_PAYABLE",
+        ),
+        (
+            "another user's order",
+            Some("mallory"),
+            &order,
+            &second_payment,
+            Value::Null,
+            404,
+            "ORDER_NOT_FOUND",
+        ),
+        (
+            "a payment of another order",
+            Some("alice"),
+            &order,
+            &paid_payment,
+            Value::Null,
+            404,
+            "ORDER_NOT_FOUND",
+        ),
+        (
+            "no such payment",
+            Some("alice"),
+            &order,
+            "pay_0000000000000000000000000000",
+            Value::Null,
+            404,
+            "ORDER_NOT_FOUND",
+        ),
+        (
+            "no identity",
+            None,
+            &order,
+            &second_payment,
+            Value::Null,
+            401,
+            "UNAUTHENTICATED",
+        ),
+        (
+            "a scene the method does not offer",
+            Some("alice"),
+            &order,
+            &second_payment,
+            json!({"scene": "native"}),
+            400,
+            "VALIDATION_ERROR",
+        ),
+        (
+            "a scene that is not a string",
+            Some("alice"),
+            &order,
+            &second_payment,
+            json!({"scene": 7}),
+            400,
+            "VALIDATION_ERROR",
+        ),
+        (
+            "a return_url that is not a URL",
+            Some("alice"),
+            &order,
+            &second_payment,
+            json!({"return_url": "javascript:alert(1)"}),
+            400,
+            "VALIDATION_ERROR",
+        ),
+        (
+            "a body that is not an object",
+            Some("alice"),
+            &order,
+            &second_payment,
+            json!([1]),
+            400,
+            "VALIDATION_ERROR",
+        ),
+    ];
+    for (name, user, order_id, payment_id, body, status, code) in cases {
+        let (got, answer) = checkout(&env, user, order_id, payment_id, &body).await;
+        assert_eq!(
+            (got, answer["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{name}: {answer}"
+        );
+        assert_eq!(env.snapshot().await, before, "{name} changed the store");
+    }
+    let (_, answer) = checkout(&env, Some("alice"), &order, &first_payment, &Value::Null).await;
+    assert_eq!(answer["error"]["details"], json!({"status": "expired"}));
+
+    // WeChat Pay JSAPI needs the payer; WeChat Pay itself is not configured here: 503, retry later
+    let (_, wechat) = create_order(
+        &env,
+        Some("alice"),
+        &json!({"product_id": "fridge", "address_id": "alice-home", "quantity": 1}),
+    )
+    .await;
+    let (wechat_order, wechat_payment) = ids(&wechat);
+    let before = env.snapshot().await;
+    let (status, answer) = checkout(
+        &env,
+        Some("alice"),
+        &wechat_order,
+        &wechat_payment,
+        &json!({"scene": "jsapi"}),
+    )
+    .await;
+    assert_eq!(
+        (status, answer["error"]["details"]["fields"][0]["field"].as_str()),
+        (400, Some("payer_openid")),
+        "{answer}"
+    );
+    let (status, answer) = checkout(&env, Some("alice"), &wechat_order, &wechat_payment, &Value::Null).await;
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (503, Some("PROVIDER_UNAVAILABLE")),
+        "{answer}"
+    );
+    assert_eq!(answer["error"]["message"], "支付服务暂不可用");
+    assert_eq!(
+        env.snapshot().await,
+        before,
+        "nothing stored when the provider gives nothing"
+    );
+
+    // Past the payment's own expiry, a payment that is still open is no longer payable
+    env.clock.advance(31 * 60);
+    let (status, answer) = checkout(&env, Some("alice"), &order, &second_payment, &Value::Null).await;
+    assert_eq!(
+        (status, answer["error"]["details"]["status"].as_str()),
+        (409, Some("expired")),
+        "{answer}"
+    );
+}
