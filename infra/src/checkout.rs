@@ -11,7 +11,9 @@ use serde_json::{json, Map, Value};
 
 use crate::providers::alipay::{china_time, AlipayApp, DEFAULT_GATEWAY};
 use crate::providers::signing::MerchantKey;
+use crate::providers::wechatpay::{WechatPay, WechatPayClient, WechatPayMerchant, DEFAULT_BASE_URL, DEFAULT_TIMEOUT};
 use crate::providers::ConfigError;
+use std::time::Duration;
 
 /// Every checkout the configuration allows.
 #[derive(Debug, Default)]
@@ -20,6 +22,8 @@ pub struct Providers {
     pub bank: Option<Map<String, Value>>,
     /// The Alipay app that signs page-payment links.
     pub alipay: Option<AlipayApp>,
+    /// The WeChat Pay merchant client (native and JSAPI prepay).
+    pub wechatpay: Option<WechatPayClient>,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -58,9 +62,48 @@ impl Providers {
                 ))
             }
         };
-        Ok(Providers { bank, alipay })
+        Ok(Providers {
+            bank,
+            alipay,
+            wechatpay: wechatpay_from_env()?,
+        })
     }
 }
+
+/// The WeChat Pay client from `WECHATPAY_MERCHANT_PRIVATE_KEY` (PEM or a path), `WECHATPAY_MERCHANT_SERIAL`,
+/// `WECHATPAY_NOTIFY_URL`, `WECHATPAY_BASE_URL` (optional), `PROVIDER_TIMEOUT_MS` (optional), and the
+/// platform settings the receiver verifies notifications with (`WECHATPAY_MCHID`, `WECHATPAY_APPID`,
+/// `WECHATPAY_APIV3_KEY`, `WECHATPAY_PUBLIC_KEYS`), which verify answers too. `None` without a merchant key.
+fn wechatpay_from_env() -> Result<Option<WechatPayClient>, ConfigError> {
+    let Some(key) = env("WECHATPAY_MERCHANT_PRIVATE_KEY") else {
+        return Ok(None);
+    };
+    let (Some(serial), Some(notify_url)) = (env("WECHATPAY_MERCHANT_SERIAL"), env("WECHATPAY_NOTIFY_URL")) else {
+        return Err(ConfigError(
+            "WeChat Pay checkout needs WECHATPAY_MERCHANT_SERIAL and WECHATPAY_NOTIFY_URL".into(),
+        ));
+    };
+    let platform = WechatPay::from_env()?
+        .ok_or_else(|| ConfigError("WeChat Pay checkout needs the platform settings (WECHATPAY_MCHID, ...)".into()))?;
+    let timeout = match env("PROVIDER_TIMEOUT_MS") {
+        None => DEFAULT_TIMEOUT,
+        Some(ms) => Duration::from_millis(
+            ms.parse()
+                .map_err(|_| ConfigError("PROVIDER_TIMEOUT_MS must be a number of milliseconds".into()))?,
+        ),
+    };
+    let merchant = WechatPayMerchant {
+        mchid: platform.mchid().to_owned(),
+        appid: platform.appid().to_owned(),
+        serial,
+        key: MerchantKey::parse(&key)?,
+        notify_url,
+        base_url: env("WECHATPAY_BASE_URL").unwrap_or_else(|| DEFAULT_BASE_URL.to_owned()),
+    };
+    WechatPayClient::new(merchant, platform, timeout).map(Some)
+}
+
+impl Providers {}
 
 fn unconfigured(what: &str) -> ProviderError {
     ProviderError::Unavailable(format!("{what} is not configured").into())
@@ -100,7 +143,10 @@ impl PaymentGateway for Providers {
                 let app = self.alipay.as_ref().ok_or_else(|| unconfigured("Alipay checkout"))?;
                 Ok(alipay_page(app, request, request.requested_at))
             }
-            Scene::Native | Scene::Jsapi => Err(unconfigured("WeChat Pay checkout")),
+            Scene::Native | Scene::Jsapi => match &self.wechatpay {
+                Some(client) => client.prepay(request).await,
+                None => Err(unconfigured("WeChat Pay checkout")),
+            },
             Scene::Qr => Err(unconfigured("Alipay QR checkout")),
         }
     }

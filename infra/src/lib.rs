@@ -3,6 +3,7 @@
 
 #[cfg(feature = "dynamodb")]
 mod aws;
+pub mod breaker;
 pub mod cache;
 pub mod catalog_file;
 pub mod checkout;

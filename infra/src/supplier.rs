@@ -2,8 +2,7 @@
 //! `{"sku", "available"}`, with a connect+read timeout, one retry with jitter on a transient failure, and
 //! a circuit breaker that fails fast after repeated failures (docs/api.md §10).
 
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use domain::ids::ProductId;
@@ -76,17 +75,6 @@ impl SupplierConfig {
     }
 }
 
-/// The breaker's state.
-#[derive(Debug)]
-enum Breaker {
-    /// Calls go through; consecutive failures so far.
-    Closed(u32),
-    /// Calls fail fast until this instant.
-    Open(Instant),
-    /// One trial call is under way; others fail fast.
-    Trial,
-}
-
 /// One try's failure.
 enum TryError {
     /// Worth one more try: connect error, timeout, 5xx, 429.
@@ -105,7 +93,7 @@ struct StockAnswer {
 pub struct HttpSupplier {
     client: reqwest::Client,
     config: SupplierConfig,
-    breaker: Mutex<Breaker>,
+    breaker: crate::breaker::Breaker,
 }
 
 impl HttpSupplier {
@@ -118,41 +106,9 @@ impl HttpSupplier {
             .map_err(|e| format!("supplier HTTP client: {e}"))?;
         Ok(HttpSupplier {
             client,
+            breaker: crate::breaker::Breaker::new("supplier", config.failure_threshold, config.cool_down),
             config,
-            breaker: Mutex::new(Breaker::Closed(0)),
         })
-    }
-
-    fn breaker(&self) -> std::sync::MutexGuard<'_, Breaker> {
-        self.breaker.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Whether a call may go out now (an open breaker past its cool-down lets one trial through).
-    fn admit(&self) -> bool {
-        let mut breaker = self.breaker();
-        match *breaker {
-            Breaker::Closed(_) => true,
-            Breaker::Open(until) if Instant::now() >= until => {
-                *breaker = Breaker::Trial;
-                true
-            }
-            Breaker::Open(_) | Breaker::Trial => false,
-        }
-    }
-
-    fn record(&self, ok: bool) {
-        let mut breaker = self.breaker();
-        *breaker = match (&*breaker, ok) {
-            (_, true) => Breaker::Closed(0),
-            (Breaker::Closed(n), false) if n + 1 < self.config.failure_threshold => Breaker::Closed(n + 1),
-            (_, false) => {
-                tracing::error!(
-                    cool_down_s = self.config.cool_down.as_secs_f64(),
-                    "supplier circuit breaker open"
-                );
-                Breaker::Open(Instant::now() + self.config.cool_down)
-            }
-        };
     }
 
     async fn try_once(&self, product: &ProductId) -> Result<u32, TryError> {
@@ -193,14 +149,14 @@ impl HttpSupplier {
 #[async_trait]
 impl SupplierStock for HttpSupplier {
     async fn available(&self, product: &ProductId) -> Result<u32, SupplierUnavailable> {
-        if !self.admit() {
+        if !self.breaker.admit() {
             return Err(SupplierUnavailable("supplier circuit breaker open".into()));
         }
         let mut last = String::new();
         for attempt in 0..2 {
             match self.try_once(product).await {
                 Ok(available) => {
-                    self.record(true);
+                    self.breaker.record(true);
                     return Ok(available);
                 }
                 Err(TryError::Transient(why)) if attempt == 0 => {
@@ -214,7 +170,7 @@ impl SupplierStock for HttpSupplier {
                 }
             }
         }
-        self.record(false);
+        self.breaker.record(false);
         Err(SupplierUnavailable(last.into()))
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod counter;
 pub mod fake_supplier;
+pub mod fake_wechatpay;
 pub mod generic;
 pub mod providers;
 

@@ -125,6 +125,16 @@ impl WechatPay {
         Self::new(&mchid, &appid, &key, &keys).map(Some)
     }
 
+    /// The merchant id notifications and answers must name.
+    pub fn mchid(&self) -> &str {
+        &self.mchid
+    }
+
+    /// The app id notifications and answers must name.
+    pub fn appid(&self) -> &str {
+        &self.appid
+    }
+
     /// Verifies a notification (headers by lower-case name, the raw body) and reads the transaction.
     pub fn verify(
         &self,
@@ -268,4 +278,207 @@ impl WechatPayMerchant {
 /// seconds.
 pub fn time_expire(at: Timestamp) -> String {
     at.in_china().to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
+}
+/// How long one request to WeChat Pay may take, connect and read (`PROVIDER_TIMEOUT_MS`, default 3 s).
+pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// The merchant's WeChat Pay APIv3 client: requests signed with the merchant key, every answer verified
+/// with the platform's keys before it is believed, one jittered retry on a transient failure, and a
+/// circuit breaker of its own.
+pub struct WechatPayClient {
+    /// Who we are and the key that signs.
+    pub merchant: WechatPayMerchant,
+    /// The platform's keys, which verify answers (as they verify notifications).
+    pub platform: WechatPay,
+    http: reqwest::Client,
+    breaker: crate::breaker::Breaker,
+}
+
+impl std::fmt::Debug for WechatPayClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WechatPayClient")
+            .field("merchant", &self.merchant)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One try's failure.
+enum TryError {
+    /// Worth one more try: connect error, timeout, 5xx, 429, `SYSTEM_ERROR`, an answer that does not
+    /// verify.
+    Transient(String),
+    /// The final word.
+    Final(domain::ports::ProviderError),
+}
+
+impl WechatPayClient {
+    /// A client with its own connection pool (rustls), `timeout` per try.
+    pub fn new(
+        merchant: WechatPayMerchant,
+        platform: WechatPay,
+        timeout: std::time::Duration,
+    ) -> Result<Self, ConfigError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(timeout)
+            .timeout(timeout)
+            .build()
+            .map_err(|e| ConfigError(format!("WeChat Pay HTTP client: {e}")))?;
+        Ok(WechatPayClient {
+            merchant,
+            platform,
+            http,
+            breaker: crate::breaker::Breaker::new("wechatpay", 5, std::time::Duration::from_secs(30)),
+        })
+    }
+
+    /// The same client with its breaker opening after `failures` failed calls for `cool_down`.
+    pub fn with_breaker(mut self, failures: u32, cool_down: std::time::Duration) -> Self {
+        self.breaker = crate::breaker::Breaker::new("wechatpay", failures, cool_down);
+        self
+    }
+
+    /// `POST path` with `body`, signed; the verified answer's JSON.
+    pub async fn post(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, domain::ports::ProviderError> {
+        use domain::ports::ProviderError;
+        if !self.breaker.admit() {
+            return Err(ProviderError::Unavailable("WeChat Pay circuit breaker open".into()));
+        }
+        let body = body.to_string();
+        let mut last = String::new();
+        for attempt in 0..2 {
+            match self.try_once(path, &body).await {
+                Ok(answer) => {
+                    self.breaker.record(true);
+                    return Ok(answer);
+                }
+                Err(TryError::Transient(why)) if attempt == 0 => {
+                    tracing::warn!(path, why, "WeChat Pay request failed; one retry");
+                    last = why;
+                    tokio::time::sleep(std::time::Duration::from_millis(fastrand::u64(20..=120))).await;
+                }
+                Err(TryError::Transient(why)) => last = why,
+                Err(TryError::Final(err)) => {
+                    // The provider answered, verifiably: it is up.
+                    self.breaker.record(true);
+                    return Err(err);
+                }
+            }
+        }
+        self.breaker.record(false);
+        Err(ProviderError::Unavailable(last.into()))
+    }
+
+    async fn try_once(&self, path: &str, body: &str) -> Result<serde_json::Value, TryError> {
+        use domain::ports::ProviderError;
+        let now = Timestamp::now();
+        let nonce = uuid::Uuid::new_v4().simple().to_string().to_uppercase();
+        let authorization = self
+            .merchant
+            .authorization("POST", path, body, now.unix_seconds(), &nonce);
+        let response = self
+            .http
+            .post(format!("{}{path}", self.merchant.base_url))
+            .header("Authorization", authorization)
+            .header("Accept", "application/json")
+            .header("Content-Type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .map_err(|e| TryError::Transient(format!("WeChat Pay request failed: {e}")))?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response
+            .bytes()
+            .await
+            .map_err(|e| TryError::Transient(format!("WeChat Pay answer unreadable: {e}")))?;
+        if status >= 500 || status == 429 {
+            return Err(TryError::Transient(format!("WeChat Pay answered {status}")));
+        }
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        self.platform
+            .verify_signed(&header, &text, Timestamp::now())
+            .map_err(|why| TryError::Transient(format!("WeChat Pay answer not verified: {why}")))?;
+        let answer: serde_json::Value =
+            serde_json::from_slice(&text).map_err(|_| TryError::Transient("WeChat Pay answer is not JSON".into()))?;
+        if (200..300).contains(&status) {
+            return Ok(answer);
+        }
+        let code = answer["code"].as_str().unwrap_or("").to_owned();
+        let message = answer["message"].as_str().unwrap_or("").to_owned();
+        Err(match code.as_str() {
+            "ORDERPAID" => TryError::Final(ProviderError::AlreadyPaid),
+            "SYSTEM_ERROR" | "FREQUENCY_LIMITED" | "BANK_ERROR" => {
+                TryError::Transient(format!("WeChat Pay answered {status} {code}"))
+            }
+            _ => {
+                tracing::error!(status, code, message, "WeChat Pay refused our request");
+                TryError::Final(ProviderError::Refused(
+                    format!("WeChat Pay answered {status} {code}").into(),
+                ))
+            }
+        })
+    }
+
+    /// A prepay for `request` (native or JSAPI): the trade opened under `out_trade_no` = the payment
+    /// id, the amount in fen, `time_expire` = the payment's expiry (`+08:00`), notifications to ours.
+    /// What the shopper pays with: a `code_url`, or the JSAPI `params` signed with the merchant key.
+    pub async fn prepay(
+        &self,
+        request: &domain::checkout::CheckoutRequest,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, domain::ports::ProviderError> {
+        use domain::checkout::Scene;
+        use domain::ports::ProviderError;
+        let mut body = serde_json::json!({
+            "appid": self.merchant.appid,
+            "mchid": self.merchant.mchid,
+            "description": request.description,
+            "out_trade_no": request.payment_id,
+            "time_expire": time_expire(request.expires_at),
+            "notify_url": self.merchant.notify_url,
+            "amount": {"total": request.amount.to_fen(), "currency": "CNY"},
+        });
+        let path = match (request.scene, &request.payer_openid) {
+            (Scene::Native, _) => "/v3/pay/transactions/native",
+            (Scene::Jsapi, Some(openid)) => {
+                body["payer"] = serde_json::json!({ "openid": openid });
+                "/v3/pay/transactions/jsapi"
+            }
+            _ => return Err(ProviderError::Refused("not a WeChat Pay scene".into())),
+        };
+        let answer = self.post(path, &body).await?;
+        let mut out = serde_json::Map::new();
+        if request.scene == Scene::Native {
+            let code_url = answer["code_url"]
+                .as_str()
+                .ok_or_else(|| ProviderError::Unavailable("WeChat Pay answer has no code_url".into()))?;
+            out.insert("code_url".into(), code_url.into());
+        } else {
+            let prepay_id = answer["prepay_id"]
+                .as_str()
+                .ok_or_else(|| ProviderError::Unavailable("WeChat Pay answer has no prepay_id".into()))?;
+            out.insert("params".into(), self.jsapi_params(prepay_id, Timestamp::now()));
+        }
+        Ok(out)
+    }
+
+    /// The parameters `WeixinJSBridge.invoke('getBrandWCPayRequest', …)` takes: `paySign` is the
+    /// merchant key's SHA256-RSA signature of `appId\ntimeStamp\nnonceStr\npackage\n`.
+    pub fn jsapi_params(&self, prepay_id: &str, now: Timestamp) -> serde_json::Value {
+        let time_stamp = now.unix_seconds().to_string();
+        let nonce = uuid::Uuid::new_v4().simple().to_string().to_uppercase();
+        let package = format!("prepay_id={prepay_id}");
+        let message = format!("{}\n{time_stamp}\n{nonce}\n{package}\n", self.merchant.appid);
+        serde_json::json!({
+            "appId": self.merchant.appid,
+            "timeStamp": time_stamp,
+            "nonceStr": nonce,
+            "package": package,
+            "signType": "RSA",
+            "paySign": self.merchant.key.sign(message.as_bytes()),
+        })
+    }
 }

@@ -19,6 +19,7 @@ async fn given(env: TestEnv, method: &str, ttl: u32) -> (TestEnv, Value, String)
         bank: json!({"payee": "海尔商城", "bank": "招商银行青岛分行", "account_number": "5329 0000 1234"})
             .as_object()
             .cloned(),
+        wechatpay: None,
         alipay: Some(AlipayApp {
             app_id: ALIPAY_APP.into(),
             key: infra::providers::signing::MerchantKey::parse(&key.pkcs8_base64()).unwrap(),
@@ -330,4 +331,231 @@ pub async fn a_checkout_is_refused_for_what_cannot_be_paid_and_changes_nothing(e
         (409, Some("expired")),
         "{answer}"
     );
+}
+
+/// Alice's pending WeChat Pay order of one fridge (3299.00, payable for a day), checked out through a
+/// fake WeChat Pay over HTTP that knows the merchant's public key; the merchant's key is returned for the
+/// JSAPI signature check. With `wrong_key`, the client signs with a key the fake does not know.
+async fn with_wechatpay(
+    env: TestEnv,
+    wrong_key: bool,
+) -> (
+    TestEnv,
+    testkit::fake_wechatpay::FakeWechatPay,
+    testkit::providers::SigningKey,
+) {
+    use infra::providers::wechatpay::{WechatPayClient, WechatPayMerchant};
+    use testkit::providers::{SigningKey, WechatPaySimulator};
+    let merchant = SigningKey::generate();
+    let sim = WechatPaySimulator::generate("PUB_KEY_ID_0114232134912410000000000001");
+    let platform = sim.config();
+    let (mchid, appid) = (sim.mchid.clone(), sim.appid.clone());
+    let fake = testkit::fake_wechatpay::FakeWechatPay::start(&mchid, &merchant.public_key_pem(), sim.key, &sim.key_id)
+        .await
+        .expect("fake WeChat Pay");
+    let signing = if wrong_key {
+        SigningKey::generate()
+    } else {
+        SigningKey::from_pkcs8_base64(&merchant.pkcs8_base64()).unwrap()
+    };
+    let client = WechatPayClient::new(
+        WechatPayMerchant {
+            mchid,
+            appid,
+            serial: "5157F09EFDC096DE15EBE81A47057A7232F1B8E1".into(),
+            key: infra::providers::signing::MerchantKey::parse(&signing.pkcs8_base64()).unwrap(),
+            notify_url: "https://shop.example/api/payments/callback/wechatpay/".into(),
+            base_url: fake.base_url.clone(),
+        },
+        platform,
+        std::time::Duration::from_millis(500),
+    )
+    .unwrap()
+    .with_breaker(5, std::time::Duration::from_millis(300));
+    let providers = Providers {
+        bank: None,
+        alipay: None,
+        wechatpay: Some(client),
+    };
+    let env = env.with_gateway(Arc::new(providers));
+    env.product("fridge", "3299.00", 100).await;
+    env.address("alice-home", "alice").await;
+    (env, fake, merchant)
+}
+
+async fn wechat_order(env: &TestEnv) -> (String, String, Value) {
+    let body = json!({"product_id": "fridge", "address_id": "alice-home", "quantity": 1, "ttl_minutes": 1440});
+    let (status, created) = create_order(env, Some("alice"), &body).await;
+    assert_eq!(status, 201, "{created}");
+    let (order, payment) = ids(&created);
+    (order, payment, created)
+}
+
+pub async fn a_wechatpay_checkout_opens_the_trade_once_signed_both_ways(env: TestEnv) {
+    let (env, fake, merchant) = with_wechatpay(env, false).await;
+    let (order, payment, created) = wechat_order(&env).await;
+
+    // Native: the code_url, from a trade the fake opened for exactly this payment
+    let (status, got) = checkout(&env, Some("alice"), &order, &payment, &Value::Null).await;
+    assert_eq!(status, 200, "{got}");
+    assert_eq!(
+        (got["checkout"]["provider"].as_str(), got["checkout"]["scene"].as_str()),
+        (Some("wechatpay"), Some("native"))
+    );
+    assert!(
+        got["checkout"]["code_url"]
+            .as_str()
+            .unwrap()
+            .starts_with("weixin://wxpay/bizpayurl?pr="),
+        "{got}"
+    );
+    let trade = fake
+        .trade(&payment)
+        .expect("a trade under out_trade_no = the payment id");
+    assert_eq!(
+        trade.request["amount"],
+        json!({"total": 329900, "currency": "CNY"}),
+        "fen, exact"
+    );
+    let expires = domain::Timestamp::parse(created["payment"]["expires_at"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        trade.request["time_expire"],
+        infra::providers::wechatpay::time_expire(expires)
+    );
+    assert!(trade.request["time_expire"].as_str().unwrap().ends_with("+08:00"));
+    assert_eq!(
+        trade.request["notify_url"],
+        "https://shop.example/api/payments/callback/wechatpay/"
+    );
+    assert_eq!(trade.request["description"], "product fridge × 1");
+    assert_eq!(fake.prepay_calls(), 1);
+
+    // The same checkout again: stored, no second call
+    let (status, again) = checkout(&env, Some("alice"), &order, &payment, &json!({"scene": "native"})).await;
+    assert_eq!((status, &again["checkout"]), (200, &got["checkout"]));
+    assert_eq!(fake.prepay_calls(), 1);
+
+    // JSAPI for another payment: the prepay id in `package`, paySign by the merchant key over four lines
+    let (order, payment, _) = wechat_order(&env).await;
+    let body = json!({"scene": "jsapi", "payer_openid": "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"});
+    let (status, got) = checkout(&env, Some("alice"), &order, &payment, &body).await;
+    assert_eq!(status, 200, "{got}");
+    let params = &got["checkout"]["params"];
+    let prepay_id = fake.trade(&payment).unwrap().prepay_id;
+    assert_eq!(params["package"], format!("prepay_id={prepay_id}"));
+    assert_eq!(params["signType"], "RSA");
+    assert_eq!(
+        fake.trade(&payment).unwrap().request["payer"]["openid"],
+        "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"
+    );
+    let signed = format!(
+        "{}\n{}\n{}\n{}\n",
+        params["appId"].as_str().unwrap(),
+        params["timeStamp"].as_str().unwrap(),
+        params["nonceStr"].as_str().unwrap(),
+        params["package"].as_str().unwrap()
+    );
+    let public = infra::providers::rsa_public_key(&merchant.public_key_pem()).unwrap();
+    assert!(infra::providers::rsa_sha256_verifies(
+        &public,
+        signed.as_bytes(),
+        params["paySign"].as_str().unwrap()
+    ));
+
+    // A trade paid at the provider whose checkout is asked afresh: the provider says paid; not payable here
+    let (order, payment, _) = wechat_order(&env).await;
+    assert_eq!(
+        checkout(&env, Some("alice"), &order, &payment, &Value::Null).await.0,
+        200
+    );
+    fake.pay(&payment);
+    env.clock.advance(111 * 60);
+    let before = env.snapshot().await;
+    let (status, answer) = checkout(&env, Some("alice"), &order, &payment, &Value::Null).await;
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (409, Some("PAYMENT_NOT_PAYABLE")),
+        "{answer}"
+    );
+    assert_eq!(env.snapshot().await, before);
+}
+
+pub async fn a_wechatpay_that_fails_or_lies_is_503_and_nothing_is_stored(env: TestEnv) {
+    let (env, fake, _) = with_wechatpay(env, false).await;
+
+    // A signed answer changed on the way: not believed
+    let (order, payment, _) = wechat_order(&env).await;
+    let before = env.snapshot().await;
+    fake.set_tampering(true);
+    let (status, answer) = checkout(&env, Some("alice"), &order, &payment, &Value::Null).await;
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (503, Some("PROVIDER_UNAVAILABLE")),
+        "{answer}"
+    );
+    assert_eq!(env.snapshot().await, before);
+    fake.set_tampering(false);
+
+    // Slower than the timeout: two tries, then 503 with Retry-After
+    fake.set_delay(std::time::Duration::from_millis(800));
+    let requests = fake.requests();
+    let path = format!("/api/orders/{order}/payments/{payment}/checkout/");
+    let resp = checkout_payment::handle(&env.svc, e2e::request("POST", &path, Some("alice"), b"")).await;
+    assert_eq!(
+        resp.headers().get("retry-after").and_then(|v| v.to_str().ok()),
+        Some("5")
+    );
+    let (status, answer) = e2e::read(resp);
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (503, Some("PROVIDER_UNAVAILABLE")),
+        "{answer}"
+    );
+    assert_eq!(fake.requests() - requests, 2, "one retry");
+    assert_eq!(env.snapshot().await, before);
+    fake.set_delay(std::time::Duration::ZERO);
+
+    // A system error on every try: after five failed checkouts the breaker fails the next at once
+    fake.set_failing(true);
+    for _ in 0..3 {
+        // (two failures already counted above)
+        assert_eq!(
+            checkout(&env, Some("alice"), &order, &payment, &Value::Null).await.0,
+            503
+        );
+    }
+    let requests = fake.requests();
+    assert_eq!(
+        checkout(&env, Some("alice"), &order, &payment, &Value::Null).await.0,
+        503
+    );
+    assert_eq!(fake.requests(), requests, "open: no request");
+    // After the cool-down, a trial that succeeds closes it
+    fake.set_failing(false);
+    tokio::time::sleep(std::time::Duration::from_millis(350)).await;
+    let (status, got) = checkout(&env, Some("alice"), &order, &payment, &Value::Null).await;
+    assert_eq!(status, 200, "{got}");
+    assert_eq!(
+        env.snapshot().await.len(),
+        before.len(),
+        "the checkout rewrote the payment, added nothing"
+    );
+}
+
+pub async fn a_request_the_provider_cannot_verify_is_our_defect_500(env: TestEnv) {
+    let (env, fake, _) = with_wechatpay(env, true).await;
+    let (order, payment, _) = wechat_order(&env).await;
+    let before = env.snapshot().await;
+    let (status, answer) = checkout(&env, Some("alice"), &order, &payment, &Value::Null).await;
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (500, Some("INTERNAL_ERROR")),
+        "{answer}"
+    );
+    assert_eq!(
+        (fake.prepay_calls(), fake.trade(&payment)),
+        (0, None),
+        "the fake refused it: SIGN_ERROR"
+    );
+    assert_eq!(env.snapshot().await, before);
 }

@@ -1,0 +1,252 @@
+//! A fake WeChat Pay APIv3 over real HTTP on loopback, for tests and the local server. Like the real
+//! one it checks every request's `WECHATPAY2-SHA256-RSA2048` signature with the merchant's public key
+//! (a wrong one gets its `401 SIGN_ERROR`), keeps trades by `out_trade_no` (a second prepay with other
+//! parameters is refused, a paid trade answers `ORDERPAID`), and signs its answers with the platform key;
+//! it can be made slow, failing (`500 SYSTEM_ERROR`), or to tamper with its signed answers.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_lc_rs::signature::ParsedPublicKey;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use domain::Timestamp;
+use serde_json::{json, Value};
+
+use crate::providers::SigningKey;
+
+/// A trade as the fake keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trade {
+    /// The prepay request as received.
+    pub request: Value,
+    /// `NOTPAY`, `SUCCESS` or `CLOSED`.
+    pub state: String,
+    /// The prepay id it handed out.
+    pub prepay_id: String,
+}
+
+struct FakeState {
+    mchid: String,
+    merchant_key: ParsedPublicKey,
+    platform_key: SigningKey,
+    platform_key_id: String,
+    trades: Mutex<HashMap<String, Trade>>,
+    requests: AtomicUsize,
+    prepay_calls: AtomicUsize,
+    delay_ms: AtomicU64,
+    failing: AtomicBool,
+    tamper: AtomicBool,
+}
+
+/// A running fake; its server stops with the runtime.
+#[derive(Clone)]
+pub struct FakeWechatPay {
+    state: Arc<FakeState>,
+    /// `http://127.0.0.1:<port>`.
+    pub base_url: String,
+}
+
+fn error(status: StatusCode, code: &str, message: &str) -> (StatusCode, Value) {
+    (status, json!({ "code": code, "message": message }))
+}
+
+/// The merchant's signature of the request, checked the way WeChat Pay checks it.
+fn signed_by_merchant(state: &FakeState, headers: &HeaderMap, path: &str, body: &[u8]) -> bool {
+    let Some(auth) = headers.get("authorization").and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let Some(fields) = auth.strip_prefix("WECHATPAY2-SHA256-RSA2048 ") else {
+        return false;
+    };
+    let field = |name: &str| {
+        fields
+            .split(',')
+            .find_map(|f| f.trim().strip_prefix(&format!("{name}=\"")))
+            .and_then(|v| v.strip_suffix('"'))
+            .map(str::to_owned)
+    };
+    let (Some(mchid), Some(nonce), Some(timestamp), Some(signature)) = (
+        field("mchid"),
+        field("nonce_str"),
+        field("timestamp"),
+        field("signature"),
+    ) else {
+        return false;
+    };
+    let Ok(body) = std::str::from_utf8(body) else {
+        return false;
+    };
+    let message = format!("POST\n{path}\n{timestamp}\n{nonce}\n{body}\n");
+    mchid == state.mchid && infra::providers::rsa_sha256_verifies(&state.merchant_key, message.as_bytes(), &signature)
+}
+
+async fn prepay(
+    State(state): State<Arc<FakeState>>,
+    Path(kind): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    state.requests.fetch_add(1, Ordering::SeqCst);
+    let delay = state.delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    let (status, answer) = if state.failing.load(Ordering::SeqCst) {
+        error(StatusCode::INTERNAL_SERVER_ERROR, "SYSTEM_ERROR", "系统错误")
+    } else if !signed_by_merchant(&state, &headers, &format!("/v3/pay/transactions/{kind}"), &body) {
+        error(StatusCode::UNAUTHORIZED, "SIGN_ERROR", "签名错误")
+    } else {
+        state.prepay_calls.fetch_add(1, Ordering::SeqCst);
+        open_trade(&state, &kind, &body)
+    };
+    signed_answer(&state, status, &answer)
+}
+
+fn open_trade(state: &FakeState, kind: &str, body: &[u8]) -> (StatusCode, Value) {
+    let Ok(request) = serde_json::from_slice::<Value>(body) else {
+        return error(StatusCode::BAD_REQUEST, "PARAM_ERROR", "参数错误");
+    };
+    let Some(out_trade_no) = request["out_trade_no"].as_str().map(str::to_owned) else {
+        return error(StatusCode::BAD_REQUEST, "PARAM_ERROR", "缺少 out_trade_no");
+    };
+    if request["mchid"] != state.mchid.as_str() || (kind == "jsapi" && request["payer"]["openid"].as_str().is_none()) {
+        return error(StatusCode::BAD_REQUEST, "PARAM_ERROR", "参数错误");
+    }
+    let mut trades = state.trades.lock().unwrap_or_else(|p| p.into_inner());
+    let trade = trades.entry(out_trade_no).or_insert_with(|| Trade {
+        request: request.clone(),
+        state: "NOTPAY".into(),
+        prepay_id: format!("wx{}", uuid::Uuid::new_v4().simple()),
+    });
+    if trade.state == "SUCCESS" {
+        return error(StatusCode::BAD_REQUEST, "ORDERPAID", "订单已支付");
+    }
+    if trade.request != request {
+        return error(StatusCode::BAD_REQUEST, "INVALID_REQUEST", "201 商户订单号重复");
+    }
+    match kind {
+        "native" => (
+            StatusCode::OK,
+            json!({ "code_url": format!("weixin://wxpay/bizpayurl?pr={}", &trade.prepay_id[2..12]) }),
+        ),
+        _ => (StatusCode::OK, json!({ "prepay_id": trade.prepay_id })),
+    }
+}
+
+/// An answer signed as the platform signs: `Wechatpay-*` headers over `<timestamp>\n<nonce>\n<body>\n`.
+fn signed_answer(state: &FakeState, status: StatusCode, answer: &Value) -> Response {
+    let body = answer.to_string();
+    let timestamp = Timestamp::now().unix_seconds().to_string();
+    let nonce = uuid::Uuid::new_v4().simple().to_string();
+    let signature = state
+        .platform_key
+        .sign(format!("{timestamp}\n{nonce}\n{body}\n").as_bytes());
+    let body = if state.tamper.load(Ordering::SeqCst) {
+        body.replace("weixin://", "weixin://attacker/")
+    } else {
+        body
+    };
+    let mut response = (status, [("content-type", "application/json")], body).into_response();
+    let headers = response.headers_mut();
+    for (name, value) in [
+        ("wechatpay-timestamp", timestamp),
+        ("wechatpay-nonce", nonce),
+        ("wechatpay-signature", signature),
+        ("wechatpay-serial", state.platform_key_id.clone()),
+    ] {
+        if let Ok(value) = value.parse() {
+            headers.insert(name, value);
+        }
+    }
+    response
+}
+
+impl FakeWechatPay {
+    /// Serves on a free loopback port for merchant `mchid` (whose public key, PEM or base64, checks
+    /// requests), signing answers with `platform_key` under id `platform_key_id`.
+    pub async fn start(
+        mchid: &str,
+        merchant_public_key: &str,
+        platform_key: SigningKey,
+        platform_key_id: &str,
+    ) -> std::io::Result<Self> {
+        let merchant_key = infra::providers::rsa_public_key(merchant_public_key)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+        let state = Arc::new(FakeState {
+            mchid: mchid.to_owned(),
+            merchant_key,
+            platform_key,
+            platform_key_id: platform_key_id.to_owned(),
+            trades: Mutex::new(HashMap::new()),
+            requests: AtomicUsize::new(0),
+            prepay_calls: AtomicUsize::new(0),
+            delay_ms: AtomicU64::new(0),
+            failing: AtomicBool::new(false),
+            tamper: AtomicBool::new(false),
+        });
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        let base_url = format!("http://{}", listener.local_addr()?);
+        let app = Router::new()
+            .route("/v3/pay/transactions/{kind}", post(prepay))
+            .with_state(state.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(FakeWechatPay { state, base_url })
+    }
+
+    /// The trade kept for `out_trade_no`.
+    pub fn trade(&self, out_trade_no: &str) -> Option<Trade> {
+        self.state
+            .trades
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(out_trade_no)
+            .cloned()
+    }
+
+    /// Marks a trade paid (as the shopper paying at the cashier).
+    pub fn pay(&self, out_trade_no: &str) {
+        if let Some(trade) = self
+            .state
+            .trades
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(out_trade_no)
+        {
+            trade.state = "SUCCESS".into();
+        }
+    }
+
+    /// Every request received, answered or not.
+    pub fn requests(&self) -> usize {
+        self.state.requests.load(Ordering::SeqCst)
+    }
+
+    /// Prepay requests that passed the signature check.
+    pub fn prepay_calls(&self) -> usize {
+        self.state.prepay_calls.load(Ordering::SeqCst)
+    }
+
+    /// Answers after `delay` (zero: at once).
+    pub fn set_delay(&self, delay: Duration) {
+        self.state.delay_ms.store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// Answers `500 SYSTEM_ERROR` while set.
+    pub fn set_failing(&self, failing: bool) {
+        self.state.failing.store(failing, Ordering::SeqCst);
+    }
+
+    /// Changes its answers after signing them while set.
+    pub fn set_tampering(&self, tamper: bool) {
+        self.state.tamper.store(tamper, Ordering::SeqCst);
+    }
+}
