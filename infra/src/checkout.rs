@@ -9,7 +9,7 @@ use domain::ports::{PaymentGateway, ProviderError};
 use domain::Timestamp;
 use serde_json::{json, Map, Value};
 
-use crate::providers::alipay::{china_time, AlipayApp, DEFAULT_GATEWAY};
+use crate::providers::alipay::{china_time, AlipayApp, AlipayClient, DEFAULT_GATEWAY};
 use crate::providers::signing::MerchantKey;
 use crate::providers::wechatpay::{WechatPay, WechatPayClient, WechatPayMerchant, DEFAULT_BASE_URL, DEFAULT_TIMEOUT};
 use crate::providers::ConfigError;
@@ -22,6 +22,8 @@ pub struct Providers {
     pub bank: Option<Map<String, Value>>,
     /// The Alipay app that signs page-payment links.
     pub alipay: Option<AlipayApp>,
+    /// The Alipay client for QR trades (`alipay.trade.precreate`); it signs with the same app key.
+    pub alipay_qr: Option<AlipayClient>,
     /// The WeChat Pay merchant client (native and JSAPI prepay).
     pub wechatpay: Option<WechatPayClient>,
 }
@@ -62,11 +64,38 @@ impl Providers {
                 ))
             }
         };
+        // A QR trade is a call: it also needs Alipay's public key, which verifies the answer.
+        let alipay_qr = match (&alipay, crate::providers::alipay::Alipay::from_env()?) {
+            (Some(app), Some(verifier)) => Some(AlipayClient::new(
+                AlipayApp {
+                    app_id: app.app_id.clone(),
+                    key: MerchantKey::parse(&env("ALIPAY_APP_PRIVATE_KEY").unwrap_or_default())?,
+                    notify_url: app.notify_url.clone(),
+                    return_url: None,
+                    gateway: app.gateway.clone(),
+                },
+                verifier,
+                provider_timeout()?,
+            )?),
+            _ => None,
+        };
         Ok(Providers {
             bank,
             alipay,
+            alipay_qr,
             wechatpay: wechatpay_from_env()?,
         })
+    }
+}
+
+/// `PROVIDER_TIMEOUT_MS`, or 3 s.
+fn provider_timeout() -> Result<Duration, ConfigError> {
+    match env("PROVIDER_TIMEOUT_MS") {
+        None => Ok(DEFAULT_TIMEOUT),
+        Some(ms) => ms
+            .parse()
+            .map(Duration::from_millis)
+            .map_err(|_| ConfigError("PROVIDER_TIMEOUT_MS must be a number of milliseconds".into())),
     }
 }
 
@@ -85,13 +114,7 @@ fn wechatpay_from_env() -> Result<Option<WechatPayClient>, ConfigError> {
     };
     let platform = WechatPay::from_env()?
         .ok_or_else(|| ConfigError("WeChat Pay checkout needs the platform settings (WECHATPAY_MCHID, ...)".into()))?;
-    let timeout = match env("PROVIDER_TIMEOUT_MS") {
-        None => DEFAULT_TIMEOUT,
-        Some(ms) => Duration::from_millis(
-            ms.parse()
-                .map_err(|_| ConfigError("PROVIDER_TIMEOUT_MS must be a number of milliseconds".into()))?,
-        ),
-    };
+    let timeout = provider_timeout()?;
     let merchant = WechatPayMerchant {
         mchid: platform.mchid().to_owned(),
         appid: platform.appid().to_owned(),
@@ -147,7 +170,10 @@ impl PaymentGateway for Providers {
                 Some(client) => client.prepay(request).await,
                 None => Err(unconfigured("WeChat Pay checkout")),
             },
-            Scene::Qr => Err(unconfigured("Alipay QR checkout")),
+            Scene::Qr => match &self.alipay_qr {
+                Some(client) => client.precreate(request).await,
+                None => Err(unconfigured("Alipay QR checkout")),
+            },
         }
     }
 }

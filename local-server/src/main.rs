@@ -154,13 +154,70 @@ async fn supplier(catalog: &CatalogFile) -> Result<Arc<dyn domain::ports::Suppli
     Ok(Arc::new(client))
 }
 
-/// The checkout's providers as configured in the environment (`BANK_ACCOUNT`, `ALIPAY_APP_*`); without
-/// `BANK_ACCOUNT`, a development account, so that a bank-transfer checkout works on a laptop.
-fn checkout_providers() -> Result<infra::checkout::Providers, Box<dyn std::error::Error>> {
+/// The checkout's providers as configured in the environment (`BANK_ACCOUNT`, `WECHATPAY_*`,
+/// `ALIPAY_*`). What is not configured is played on a laptop: a development bank account, and a fake
+/// WeChat Pay and a fake Alipay on loopback that sign their answers with the development keys the server
+/// verifies notifications with (the merchant's own keys are made afresh each start: only this process
+/// and its fakes use them). Notifications are addressed to this server at `addr`.
+async fn checkout_providers(
+    args: &Args,
+    addr: SocketAddr,
+) -> Result<infra::checkout::Providers, Box<dyn std::error::Error>> {
+    use infra::providers::alipay::{AlipayApp, AlipayClient};
+    use infra::providers::signing::MerchantKey;
+    use infra::providers::wechatpay::{WechatPayClient, WechatPayMerchant, DEFAULT_TIMEOUT};
+    use testkit::providers::SigningKey;
     let mut providers = infra::checkout::Providers::from_env()?;
     if providers.bank.is_none() {
         let account = serde_json::json!({"payee": "海尔演示商城 (development)", "bank": "开发银行", "account_number": "6222 0000 0000 0000"});
         providers.bank = account.as_object().cloned();
+    }
+    let notify = |provider: &str| format!("http://{addr}/api/payments/callback/{provider}/");
+    let wechat_configured = infra::providers::wechatpay::WechatPay::from_env()?.is_some();
+    let alipay_configured = infra::providers::alipay::Alipay::from_env()?.is_some();
+    if wechat_configured && alipay_configured {
+        return Ok(providers);
+    }
+    let dev = dev_providers::DevProviders::load_or_create(&args.provider_keys)?;
+    if providers.wechatpay.is_none() && !wechat_configured {
+        let merchant = SigningKey::generate();
+        let platform_key = SigningKey::from_pkcs8_base64(&dev.wechatpay.key.pkcs8_base64())?;
+        let fake = testkit::fake_wechatpay::FakeWechatPay::start(
+            &dev.wechatpay.mchid,
+            &merchant.public_key_pem(),
+            platform_key,
+            &dev.wechatpay.key_id,
+        )
+        .await?;
+        tracing::info!(base_url = %fake.base_url, "WeChat Pay checkout is not configured: a fake WeChat Pay serves it");
+        let merchant = WechatPayMerchant {
+            mchid: dev.wechatpay.mchid.clone(),
+            appid: dev.wechatpay.appid.clone(),
+            serial: "LOCAL_DEVELOPMENT_MERCHANT".into(),
+            key: MerchantKey::parse(&merchant.pkcs8_base64())?,
+            notify_url: notify("wechatpay"),
+            base_url: fake.base_url,
+        };
+        providers.wechatpay = Some(WechatPayClient::new(merchant, dev.wechatpay.config(), DEFAULT_TIMEOUT)?);
+    }
+    if providers.alipay.is_none() && !alipay_configured {
+        let app_key = SigningKey::generate();
+        let alipay_key = SigningKey::from_pkcs8_base64(&dev.alipay.key.pkcs8_base64())?;
+        let fake =
+            testkit::fake_alipay::FakeAlipay::start(&dev.alipay.app_id, &app_key.public_key_base64(), alipay_key)
+                .await?;
+        tracing::info!(gateway = %fake.gateway, "Alipay checkout is not configured: a fake Alipay gateway serves it");
+        let app = || -> Result<AlipayApp, infra::providers::ConfigError> {
+            Ok(AlipayApp {
+                app_id: dev.alipay.app_id.clone(),
+                key: MerchantKey::parse(&app_key.pkcs8_base64())?,
+                notify_url: notify("alipay"),
+                return_url: None,
+                gateway: fake.gateway.clone(),
+            })
+        };
+        providers.alipay = Some(app()?);
+        providers.alipay_qr = Some(AlipayClient::new(app()?, dev.alipay.config(), DEFAULT_TIMEOUT)?);
     }
     Ok(providers)
 }
@@ -177,10 +234,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if args.load_only {
         return Ok(());
     }
+    // Bound first: the fake providers address their notifications to this server.
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, args.port))).await?;
+    let addr = listener.local_addr()?;
     let supplier = supplier(&catalog).await?;
     let mut services = store.services.clone();
     services.supplier = supplier;
-    services.gateway = Arc::new(checkout_providers()?);
+    services.gateway = Arc::new(checkout_providers(&args, addr).await?);
     // As in a warm Lambda: product descriptions and addresses from memory, re-read when stale.
     services.catalog = Arc::new(infra::cache::CachedCatalog::new(
         services.catalog,
@@ -217,9 +277,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             alipay: Some(Arc::new(alipay)),
         },
     });
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, args.port));
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let addr = listener.local_addr()?;
     tracing::info!(%addr, store = %store.description, "ready to serve");
     println!(
         "Try: curl -s -X POST http://{addr}/api/orders/create_order/ -H 'Authorization: Bearer alice' \

@@ -166,6 +166,26 @@ async fn exercise_every_route(server: &Server) {
         (404, Some("ORDER_NOT_FOUND"))
     );
 
+    // WeChat Pay and Alipay checkouts against the fakes the server starts with its development keys.
+    for (method, scene, field, prefix) in [
+        ("wechat", "native", "code_url", "weixin://wxpay/bizpayurl?pr="),
+        ("alipay", "qr", "qr_code", "https://qr.alipay.com/"),
+        ("alipay", "page", "url", "http://127.0.0.1:"),
+    ] {
+        let body = json!({"product_id": "washer-eg100", "address_id": "addr-alice-home", "quantity": 1, "payment_method": method});
+        let (status, created) = server.post(CREATE, Some("alice"), &body).await;
+        assert_eq!(status, 201, "{created}");
+        let (order, payment) = (
+            created["order"]["id"].as_str().unwrap(),
+            created["payment"]["id"].as_str().unwrap(),
+        );
+        let path = format!("/api/orders/{order}/payments/{payment}/checkout/");
+        let (status, got) = server.post(&path, Some("alice"), &json!({"scene": scene})).await;
+        assert_eq!(status, 200, "{scene}: {got}");
+        let handed_out = got["checkout"][field].as_str().unwrap_or_default();
+        assert!(handed_out.starts_with(prefix), "{scene}: {got}");
+    }
+
     assert_eq!(server.get("/api/nothing-here", Some("alice")).await.0, 404);
 }
 

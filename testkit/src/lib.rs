@@ -3,6 +3,7 @@
 //! signing key generator).
 
 pub mod counter;
+pub mod fake_alipay;
 pub mod fake_supplier;
 pub mod fake_wechatpay;
 pub mod generic;

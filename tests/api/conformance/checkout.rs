@@ -20,6 +20,7 @@ async fn given(env: TestEnv, method: &str, ttl: u32) -> (TestEnv, Value, String)
             .as_object()
             .cloned(),
         wechatpay: None,
+        alipay_qr: None,
         alipay: Some(AlipayApp {
             app_id: ALIPAY_APP.into(),
             key: infra::providers::signing::MerchantKey::parse(&key.pkcs8_base64()).unwrap(),
@@ -373,9 +374,8 @@ async fn with_wechatpay(
     .unwrap()
     .with_breaker(5, std::time::Duration::from_millis(300));
     let providers = Providers {
-        bank: None,
-        alipay: None,
         wechatpay: Some(client),
+        ..Providers::default()
     };
     let env = env.with_gateway(Arc::new(providers));
     env.product("fridge", "3299.00", 100).await;
@@ -556,6 +556,128 @@ pub async fn a_request_the_provider_cannot_verify_is_our_defect_500(env: TestEnv
         (fake.prepay_calls(), fake.trade(&payment)),
         (0, None),
         "the fake refused it: SIGN_ERROR"
+    );
+    assert_eq!(env.snapshot().await, before);
+}
+
+/// Alice's pending Alipay order, checked out as a QR trade through a fake Alipay gateway over HTTP that
+/// knows the app's public key; with `wrong_key`, the app signs with a key the fake does not know.
+async fn with_alipay(
+    env: TestEnv,
+    wrong_key: bool,
+) -> (TestEnv, testkit::fake_alipay::FakeAlipay, String, String, Value) {
+    use infra::providers::alipay::AlipayClient;
+    use testkit::providers::{AlipaySimulator, SigningKey};
+    let app_key = SigningKey::generate();
+    let alipay = AlipaySimulator::generate();
+    let verifier = alipay.config();
+    let app_id = alipay.app_id.clone();
+    let fake = testkit::fake_alipay::FakeAlipay::start(&app_id, &app_key.public_key_base64(), alipay.key)
+        .await
+        .expect("fake Alipay");
+    let signing = if wrong_key { SigningKey::generate() } else { app_key };
+    let app = AlipayApp {
+        app_id,
+        key: infra::providers::signing::MerchantKey::parse(&signing.pkcs8_base64()).unwrap(),
+        notify_url: "https://shop.example/api/payments/callback/alipay/".into(),
+        return_url: None,
+        gateway: fake.gateway.clone(),
+    };
+    let client = AlipayClient::new(app, verifier, std::time::Duration::from_millis(500))
+        .unwrap()
+        .with_breaker(5, std::time::Duration::from_millis(300));
+    let env = env.with_gateway(Arc::new(Providers {
+        alipay_qr: Some(client),
+        ..Providers::default()
+    }));
+    env.product("fridge", "3299.00", 100).await;
+    env.address("alice-home", "alice").await;
+    let body = json!({"product_id": "fridge", "address_id": "alice-home", "quantity": 1, "payment_method": "alipay", "ttl_minutes": 1440});
+    let (status, created) = create_order(&env, Some("alice"), &body).await;
+    assert_eq!(status, 201, "{created}");
+    let (order, payment) = ids(&created);
+    (env, fake, order, payment, created)
+}
+
+pub async fn an_alipay_qr_checkout_opens_a_verified_trade_at_the_gateway(env: TestEnv) {
+    let (env, fake, order, payment, created) = with_alipay(env, false).await;
+    let qr = json!({"scene": "qr"});
+
+    let (status, got) = checkout(&env, Some("alice"), &order, &payment, &qr).await;
+    assert_eq!(status, 200, "{got}");
+    assert_eq!(
+        (got["checkout"]["provider"].as_str(), got["checkout"]["scene"].as_str()),
+        (Some("alipay"), Some("qr"))
+    );
+    assert!(
+        got["checkout"]["qr_code"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://qr.alipay.com/"),
+        "{got}"
+    );
+    let trade = fake
+        .trade(&payment)
+        .expect("a trade under out_trade_no = the payment id");
+    assert_eq!(trade.biz["total_amount"], "3299.00", "yuan, exact");
+    let expires = domain::Timestamp::parse(created["payment"]["expires_at"].as_str().unwrap()).unwrap();
+    assert_eq!(trade.biz["time_expire"], china_time(expires));
+    let param = |name: &str| trade.params.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    assert_eq!(param("method").as_deref(), Some("alipay.trade.precreate"));
+    assert_eq!(
+        param("notify_url").as_deref(),
+        Some("https://shop.example/api/payments/callback/alipay/")
+    );
+    assert_eq!(param("sign_type").as_deref(), Some("RSA2"));
+    let requests = fake.requests();
+    assert_eq!(checkout(&env, Some("alice"), &order, &payment, &qr).await.0, 200);
+    assert_eq!(fake.requests(), requests, "the stored checkout, no second call");
+
+    // A tampered answer, and a gateway that keeps failing: 503, nothing stored
+    let body = json!({"product_id": "fridge", "address_id": "alice-home", "quantity": 1, "payment_method": "alipay"});
+    let (_, other) = create_order(&env, Some("alice"), &body).await;
+    let (other_order, other_payment) = ids(&other);
+    let before = env.snapshot().await;
+    for (tamper, failing) in [(true, false), (false, true)] {
+        fake.set_tampering(tamper);
+        fake.set_failing(failing);
+        let (status, answer) = checkout(&env, Some("alice"), &other_order, &other_payment, &qr).await;
+        assert_eq!(
+            (status, answer["error"]["code"].as_str()),
+            (503, Some("PROVIDER_UNAVAILABLE")),
+            "{answer}"
+        );
+        assert_eq!(env.snapshot().await, before);
+    }
+    fake.set_tampering(false);
+    fake.set_failing(false);
+
+    // Paid at Alipay, then asked afresh: the trade has succeeded; not payable here
+    fake.pay(&payment);
+    env.clock.advance(111 * 60);
+    let before = env.snapshot().await;
+    let (status, answer) = checkout(&env, Some("alice"), &order, &payment, &qr).await;
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (409, Some("PAYMENT_NOT_PAYABLE")),
+        "{answer}"
+    );
+    assert_eq!(env.snapshot().await, before);
+}
+
+pub async fn an_alipay_request_signed_with_another_key_is_our_defect_500(env: TestEnv) {
+    let (env, fake, order, payment, _) = with_alipay(env, true).await;
+    let before = env.snapshot().await;
+    let (status, answer) = checkout(&env, Some("alice"), &order, &payment, &json!({"scene": "qr"})).await;
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (500, Some("INTERNAL_ERROR")),
+        "{answer}"
+    );
+    assert_eq!(
+        fake.trade(&payment),
+        None,
+        "the gateway refused it: isv.invalid-signature"
     );
     assert_eq!(env.snapshot().await, before);
 }

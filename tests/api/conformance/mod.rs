@@ -84,6 +84,8 @@ conformance!(
     checkout::a_wechatpay_checkout_opens_the_trade_once_signed_both_ways,
     checkout::a_wechatpay_that_fails_or_lies_is_503_and_nothing_is_stored,
     checkout::a_request_the_provider_cannot_verify_is_our_defect_500,
+    checkout::an_alipay_qr_checkout_opens_a_verified_trade_at_the_gateway,
+    checkout::an_alipay_request_signed_with_another_key_is_our_defect_500,
     idempotency::fifty_concurrent_retries_of_one_key_create_one_order,
     idempotency::a_key_answers_only_its_own_request_for_a_day,
     idempotency::a_refused_request_stores_nothing_and_its_retry_may_succeed,

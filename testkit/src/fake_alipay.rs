@@ -1,0 +1,178 @@
+//! A fake Alipay OpenAPI gateway over real HTTP on loopback, for tests and the local server. Like the
+//! real one it checks every request's RSA2 signature with the app's public key (a wrong one gets a signed
+//! `error_response` with `isv.invalid-signature`), keeps trades by `out_trade_no` (a paid one answers
+//! `ACQ.TRADE_HAS_SUCCESS`), and signs each answer's `<method>_response` text with Alipay's key; it can be
+//! made failing (`20000`) or to tamper with its signed answers.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use aws_lc_rs::signature::ParsedPublicKey;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use serde_json::{json, Value};
+
+use crate::providers::SigningKey;
+
+/// A trade as the fake keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trade {
+    /// The request's parameters, `biz_content` parsed.
+    pub biz: Value,
+    /// Every parameter of the request that opened it.
+    pub params: Vec<(String, String)>,
+    /// `WAIT_BUYER_PAY`, `TRADE_SUCCESS` or `TRADE_CLOSED`.
+    pub state: String,
+}
+
+struct FakeState {
+    app_id: String,
+    app_key: ParsedPublicKey,
+    alipay_key: SigningKey,
+    trades: Mutex<HashMap<String, Trade>>,
+    requests: AtomicUsize,
+    failing: AtomicBool,
+    tamper: AtomicBool,
+}
+
+/// A running fake; its server stops with the runtime.
+#[derive(Clone)]
+pub struct FakeAlipay {
+    state: Arc<FakeState>,
+    /// The gateway URL, `http://127.0.0.1:<port>/gateway.do`.
+    pub gateway: String,
+}
+
+async fn handle(State(state): State<Arc<FakeState>>, body: Bytes) -> Response {
+    state.requests.fetch_add(1, Ordering::SeqCst);
+    let params: Vec<(String, String)> = form_urlencoded::parse(&body)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let method = param("method");
+    let signed = infra::providers::alipay::request_signing_string(&params);
+    let (key, response) = if state.failing.load(Ordering::SeqCst) {
+        (
+            method.replace('.', "_") + "_response",
+            json!({"code": "20000", "msg": "Service Currently Unavailable", "sub_code": "isp.unknow-error"}),
+        )
+    } else if param("app_id") != state.app_id
+        || param("sign_type") != "RSA2"
+        || !infra::providers::rsa_sha256_verifies(&state.app_key, signed.as_bytes(), &param("sign"))
+    {
+        (
+            "error_response".to_owned(),
+            json!({"code": "40002", "msg": "Invalid Arguments", "sub_code": "isv.invalid-signature", "sub_msg": "验签出错"}),
+        )
+    } else {
+        (method.replace('.', "_") + "_response", answer(&state, &method, &params))
+    };
+    let text = response.to_string();
+    let sign = state.alipay_key.sign(text.as_bytes());
+    let text = if state.tamper.load(Ordering::SeqCst) {
+        text.replace("https://qr.alipay.com/", "https://qr.attacker.example/")
+    } else {
+        text
+    };
+    let body = format!(r#"{{"{key}":{text},"sign":"{sign}"}}"#);
+    ([("content-type", "application/json;charset=utf-8")], body).into_response()
+}
+
+fn answer(state: &FakeState, method: &str, params: &[(String, String)]) -> Value {
+    let biz: Value = params
+        .iter()
+        .find(|(k, _)| k == "biz_content")
+        .and_then(|(_, v)| serde_json::from_str(v).ok())
+        .unwrap_or(Value::Null);
+    let Some(out_trade_no) = biz["out_trade_no"].as_str().map(str::to_owned) else {
+        return json!({"code": "40004", "msg": "Business Failed", "sub_code": "ACQ.INVALID_PARAMETER"});
+    };
+    if method != "alipay.trade.precreate" {
+        return json!({"code": "40004", "msg": "Business Failed", "sub_code": "isv.invalid-method"});
+    }
+    let mut trades = state.trades.lock().unwrap_or_else(|p| p.into_inner());
+    let trade = trades.entry(out_trade_no.clone()).or_insert_with(|| Trade {
+        biz: biz.clone(),
+        params: params.to_vec(),
+        state: "WAIT_BUYER_PAY".into(),
+    });
+    if trade.state == "TRADE_SUCCESS" {
+        return json!({"code": "40004", "msg": "Business Failed", "sub_code": "ACQ.TRADE_HAS_SUCCESS", "sub_msg": "交易已被支付"});
+    }
+    json!({"code": "10000", "msg": "Success", "out_trade_no": out_trade_no, "qr_code": format!("https://qr.alipay.com/bax{}", &uuid::Uuid::new_v4().simple().to_string()[..20])})
+}
+
+impl FakeAlipay {
+    /// Serves on a free loopback port for app `app_id` (whose public key, PEM or base64, checks
+    /// requests), signing answers with `alipay_key`.
+    pub async fn start(app_id: &str, app_public_key: &str, alipay_key: SigningKey) -> std::io::Result<Self> {
+        let app_key = infra::providers::rsa_public_key(app_public_key)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+        let state = Arc::new(FakeState {
+            app_id: app_id.to_owned(),
+            app_key,
+            alipay_key,
+            trades: Mutex::new(HashMap::new()),
+            requests: AtomicUsize::new(0),
+            failing: AtomicBool::new(false),
+            tamper: AtomicBool::new(false),
+        });
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        let gateway = format!("http://{}/gateway.do", listener.local_addr()?);
+        let app = Router::new()
+            .route("/gateway.do", post(handle))
+            .with_state(state.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(FakeAlipay { state, gateway })
+    }
+
+    /// The trade kept for `out_trade_no`.
+    pub fn trade(&self, out_trade_no: &str) -> Option<Trade> {
+        self.state
+            .trades
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(out_trade_no)
+            .cloned()
+    }
+
+    /// Marks a trade paid.
+    pub fn pay(&self, out_trade_no: &str) {
+        if let Some(trade) = self
+            .state
+            .trades
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(out_trade_no)
+        {
+            trade.state = "TRADE_SUCCESS".into();
+        }
+    }
+
+    /// Every request received.
+    pub fn requests(&self) -> usize {
+        self.state.requests.load(Ordering::SeqCst)
+    }
+
+    /// Answers `20000` while set.
+    pub fn set_failing(&self, failing: bool) {
+        self.state.failing.store(failing, Ordering::SeqCst);
+    }
+
+    /// Changes its answers after signing them while set.
+    pub fn set_tampering(&self, tamper: bool) {
+        self.state.tamper.store(tamper, Ordering::SeqCst);
+    }
+}
