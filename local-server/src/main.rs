@@ -181,14 +181,14 @@ async fn checkout_providers(
     let dev = dev_providers::DevProviders::load_or_create(&args.provider_keys)?;
     if providers.wechatpay.is_none() && !wechat_configured {
         let merchant = SigningKey::generate();
-        let platform_key = SigningKey::from_pkcs8_base64(&dev.wechatpay.key.pkcs8_base64())?;
-        let fake = testkit::fake_wechatpay::FakeWechatPay::start(
-            &dev.wechatpay.mchid,
-            &merchant.public_key_pem(),
-            platform_key,
-            &dev.wechatpay.key_id,
-        )
-        .await?;
+        let platform = testkit::providers::WechatPaySimulator {
+            key: SigningKey::from_pkcs8_base64(&dev.wechatpay.key.pkcs8_base64())?,
+            key_id: dev.wechatpay.key_id.clone(),
+            apiv3_key: dev.wechatpay.apiv3_key.clone(),
+            mchid: dev.wechatpay.mchid.clone(),
+            appid: dev.wechatpay.appid.clone(),
+        };
+        let fake = testkit::fake_wechatpay::FakeWechatPay::start(platform, &merchant.public_key_pem()).await?;
         tracing::info!(base_url = %fake.base_url, "WeChat Pay checkout is not configured: a fake WeChat Pay serves it");
         let merchant = WechatPayMerchant {
             mchid: dev.wechatpay.mchid.clone(),
@@ -202,10 +202,11 @@ async fn checkout_providers(
     }
     if providers.alipay.is_none() && !alipay_configured {
         let app_key = SigningKey::generate();
-        let alipay_key = SigningKey::from_pkcs8_base64(&dev.alipay.key.pkcs8_base64())?;
-        let fake =
-            testkit::fake_alipay::FakeAlipay::start(&dev.alipay.app_id, &app_key.public_key_base64(), alipay_key)
-                .await?;
+        let alipay = testkit::providers::AlipaySimulator {
+            key: SigningKey::from_pkcs8_base64(&dev.alipay.key.pkcs8_base64())?,
+            app_id: dev.alipay.app_id.clone(),
+        };
+        let fake = testkit::fake_alipay::FakeAlipay::start(alipay, &app_key.public_key_base64()).await?;
         tracing::info!(gateway = %fake.gateway, "Alipay checkout is not configured: a fake Alipay gateway serves it");
         let app = || -> Result<AlipayApp, infra::providers::ConfigError> {
             Ok(AlipayApp {

@@ -16,7 +16,7 @@ use axum::routing::post;
 use axum::Router;
 use serde_json::{json, Value};
 
-use crate::providers::SigningKey;
+use crate::providers::AlipaySimulator;
 
 /// A trade as the fake keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,7 +32,8 @@ pub struct Trade {
 struct FakeState {
     app_id: String,
     app_key: ParsedPublicKey,
-    alipay_key: SigningKey,
+    /// Alipay: its key signs answers and notifications.
+    alipay: AlipaySimulator,
     trades: Mutex<HashMap<String, Trade>>,
     requests: AtomicUsize,
     failing: AtomicBool,
@@ -78,7 +79,7 @@ async fn handle(State(state): State<Arc<FakeState>>, body: Bytes) -> Response {
         (method.replace('.', "_") + "_response", answer(&state, &method, &params))
     };
     let text = response.to_string();
-    let sign = state.alipay_key.sign(text.as_bytes());
+    let sign = state.alipay.key.sign(text.as_bytes());
     let text = if state.tamper.load(Ordering::SeqCst) {
         text.replace("https://qr.alipay.com/", "https://qr.attacker.example/")
     } else {
@@ -113,15 +114,15 @@ fn answer(state: &FakeState, method: &str, params: &[(String, String)]) -> Value
 }
 
 impl FakeAlipay {
-    /// Serves on a free loopback port for app `app_id` (whose public key, PEM or base64, checks
-    /// requests), signing answers with `alipay_key`.
-    pub async fn start(app_id: &str, app_public_key: &str, alipay_key: SigningKey) -> std::io::Result<Self> {
+    /// Serves on a free loopback port as `alipay` (its key, for its app id) for the app whose public key
+    /// (PEM or base64) checks requests.
+    pub async fn start(alipay: AlipaySimulator, app_public_key: &str) -> std::io::Result<Self> {
         let app_key = infra::providers::rsa_public_key(app_public_key)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
         let state = Arc::new(FakeState {
-            app_id: app_id.to_owned(),
+            app_id: alipay.app_id.clone(),
             app_key,
-            alipay_key,
+            alipay,
             trades: Mutex::new(HashMap::new()),
             requests: AtomicUsize::new(0),
             failing: AtomicBool::new(false),
@@ -148,17 +149,38 @@ impl FakeAlipay {
             .cloned()
     }
 
-    /// Marks a trade paid.
-    pub fn pay(&self, out_trade_no: &str) {
-        if let Some(trade) = self
-            .state
-            .trades
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_mut(out_trade_no)
-        {
-            trade.state = "TRADE_SUCCESS".into();
-        }
+    /// The shopper pays the trade: it turns `TRADE_SUCCESS`, and the notification Alipay posts for it
+    /// (form-urlencoded, signed, its amount the trade's) is returned. `None` for a trade it does not keep
+    /// or no longer open.
+    pub fn pay(&self, out_trade_no: &str) -> Option<String> {
+        let mut trades = self.state.trades.lock().unwrap_or_else(|p| p.into_inner());
+        let trade = trades.get_mut(out_trade_no).filter(|t| t.state == "WAIT_BUYER_PAY")?;
+        trade.state = "TRADE_SUCCESS".into();
+        let total = trade.biz["total_amount"].as_str()?.to_owned();
+        let notify_id = uuid::Uuid::new_v4().simple().to_string();
+        Some(
+            self.state
+                .alipay
+                .notification(&notify_id, out_trade_no, "TRADE_SUCCESS", &total),
+        )
+    }
+
+    /// [`pay`](Self::pay), then posts the notification to the trade's `notify_url` as Alipay does; the
+    /// receiver's plain-text answer (`success` when taken).
+    pub async fn pay_and_notify(&self, out_trade_no: &str) -> Result<String, String> {
+        let body = self.pay(out_trade_no).ok_or("no open trade")?;
+        let url = self
+            .trade(out_trade_no)
+            .and_then(|t| t.params.iter().find(|(k, _)| k == "notify_url").map(|(_, v)| v.clone()))
+            .ok_or("the trade has no notify_url")?;
+        let response = reqwest::Client::new()
+            .post(url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        response.text().await.map_err(|e| e.to_string())
     }
 
     /// Every request received.

@@ -2,7 +2,9 @@
 //! one it checks every request's `WECHATPAY2-SHA256-RSA2048` signature with the merchant's public key
 //! (a wrong one gets its `401 SIGN_ERROR`), keeps trades by `out_trade_no` (a second prepay with other
 //! parameters is refused, a paid trade answers `ORDERPAID`), and signs its answers with the platform key;
-//! it can be made slow, failing (`500 SYSTEM_ERROR`), or to tamper with its signed answers.
+//! it can be made slow, failing (`500 SYSTEM_ERROR`), or to tamper with its signed answers. And it can
+//! be paid: the trade turns `SUCCESS` and the platform's real notification (signed, its resource sealed
+//! under the merchant's APIv3 key) goes to the trade's `notify_url`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -19,7 +21,7 @@ use axum::Router;
 use domain::Timestamp;
 use serde_json::{json, Value};
 
-use crate::providers::SigningKey;
+use crate::providers::{Posted, WechatPaySimulator};
 
 /// A trade as the fake keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,8 +37,8 @@ pub struct Trade {
 struct FakeState {
     mchid: String,
     merchant_key: ParsedPublicKey,
-    platform_key: SigningKey,
-    platform_key_id: String,
+    /// The platform: its key signs answers and notifications.
+    platform: WechatPaySimulator,
     trades: Mutex<HashMap<String, Trade>>,
     requests: AtomicUsize,
     prepay_calls: AtomicUsize,
@@ -146,7 +148,8 @@ fn signed_answer(state: &FakeState, status: StatusCode, answer: &Value) -> Respo
     let timestamp = Timestamp::now().unix_seconds().to_string();
     let nonce = uuid::Uuid::new_v4().simple().to_string();
     let signature = state
-        .platform_key
+        .platform
+        .key
         .sign(format!("{timestamp}\n{nonce}\n{body}\n").as_bytes());
     let body = if state.tamper.load(Ordering::SeqCst) {
         body.replace("weixin://", "weixin://attacker/")
@@ -159,7 +162,7 @@ fn signed_answer(state: &FakeState, status: StatusCode, answer: &Value) -> Respo
         ("wechatpay-timestamp", timestamp),
         ("wechatpay-nonce", nonce),
         ("wechatpay-signature", signature),
-        ("wechatpay-serial", state.platform_key_id.clone()),
+        ("wechatpay-serial", state.platform.key_id.clone()),
     ] {
         if let Ok(value) = value.parse() {
             headers.insert(name, value);
@@ -169,21 +172,15 @@ fn signed_answer(state: &FakeState, status: StatusCode, answer: &Value) -> Respo
 }
 
 impl FakeWechatPay {
-    /// Serves on a free loopback port for merchant `mchid` (whose public key, PEM or base64, checks
-    /// requests), signing answers with `platform_key` under id `platform_key_id`.
-    pub async fn start(
-        mchid: &str,
-        merchant_public_key: &str,
-        platform_key: SigningKey,
-        platform_key_id: &str,
-    ) -> std::io::Result<Self> {
+    /// Serves on a free loopback port as `platform` (its merchant id, key and APIv3 key) for the merchant
+    /// whose public key (PEM or base64) checks requests.
+    pub async fn start(platform: WechatPaySimulator, merchant_public_key: &str) -> std::io::Result<Self> {
         let merchant_key = infra::providers::rsa_public_key(merchant_public_key)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
         let state = Arc::new(FakeState {
-            mchid: mchid.to_owned(),
+            mchid: platform.mchid.clone(),
             merchant_key,
-            platform_key,
-            platform_key_id: platform_key_id.to_owned(),
+            platform,
             trades: Mutex::new(HashMap::new()),
             requests: AtomicUsize::new(0),
             prepay_calls: AtomicUsize::new(0),
@@ -212,17 +209,34 @@ impl FakeWechatPay {
             .cloned()
     }
 
-    /// Marks a trade paid (as the shopper paying at the cashier).
-    pub fn pay(&self, out_trade_no: &str) {
-        if let Some(trade) = self
-            .state
-            .trades
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_mut(out_trade_no)
-        {
-            trade.state = "SUCCESS".into();
+    /// The shopper pays the trade: it turns `SUCCESS`, and the notification WeChat Pay posts for it (its
+    /// amount the trade's, its id fresh) is returned. `None` for a trade it does not keep or no longer open.
+    pub fn pay(&self, out_trade_no: &str) -> Option<Posted> {
+        let mut trades = self.state.trades.lock().unwrap_or_else(|p| p.into_inner());
+        let trade = trades.get_mut(out_trade_no).filter(|t| t.state == "NOTPAY")?;
+        trade.state = "SUCCESS".into();
+        let total = trade.request["amount"]["total"].as_u64()?;
+        let id = uuid::Uuid::new_v4().to_string();
+        Some(self.state.platform.notification(&id, out_trade_no, "SUCCESS", total))
+    }
+
+    /// [`pay`](Self::pay), then posts the notification to the trade's `notify_url` as WeChat Pay does;
+    /// the receiver's HTTP status.
+    pub async fn pay_and_notify(&self, out_trade_no: &str) -> Result<u16, String> {
+        let posted = self.pay(out_trade_no).ok_or("no open trade")?;
+        let url = self
+            .trade(out_trade_no)
+            .and_then(|t| t.request["notify_url"].as_str().map(str::to_owned))
+            .ok_or("the trade has no notify_url")?;
+        let mut request = reqwest::Client::new()
+            .post(url)
+            .header("content-type", "application/json")
+            .body(posted.body);
+        for (name, value) in posted.headers {
+            request = request.header(name, value);
         }
+        let response = request.send().await.map_err(|e| e.to_string())?;
+        Ok(response.status().as_u16())
     }
 
     /// Every request received, answered or not.

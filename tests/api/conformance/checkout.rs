@@ -351,7 +351,7 @@ async fn with_wechatpay(
     let sim = WechatPaySimulator::generate("PUB_KEY_ID_0114232134912410000000000001");
     let platform = sim.config();
     let (mchid, appid) = (sim.mchid.clone(), sim.appid.clone());
-    let fake = testkit::fake_wechatpay::FakeWechatPay::start(&mchid, &merchant.public_key_pem(), sim.key, &sim.key_id)
+    let fake = testkit::fake_wechatpay::FakeWechatPay::start(sim, &merchant.public_key_pem())
         .await
         .expect("fake WeChat Pay");
     let signing = if wrong_key {
@@ -572,7 +572,7 @@ async fn with_alipay(
     let alipay = AlipaySimulator::generate();
     let verifier = alipay.config();
     let app_id = alipay.app_id.clone();
-    let fake = testkit::fake_alipay::FakeAlipay::start(&app_id, &app_key.public_key_base64(), alipay.key)
+    let fake = testkit::fake_alipay::FakeAlipay::start(alipay, &app_key.public_key_base64())
         .await
         .expect("fake Alipay");
     let signing = if wrong_key { SigningKey::generate() } else { app_key };
@@ -680,4 +680,130 @@ pub async fn an_alipay_request_signed_with_another_key_is_our_defect_500(env: Te
         "the gateway refused it: isv.invalid-signature"
     );
     assert_eq!(env.snapshot().await, before);
+}
+
+/// The shopper pays at the fake provider; the provider's own notification, posted to the receiver, pays
+/// the order through the queue and the processor, once.
+pub async fn paying_at_the_provider_pays_the_order_through_its_notification(env: TestEnv) {
+    use payment_callback::Receiver;
+    use testkit::providers::{AlipaySimulator, SigningKey, WechatPaySimulator};
+
+    // Both providers faked over HTTP, the receiver verifying with the same platform keys
+    let (merchant, app_key) = (SigningKey::generate(), SigningKey::generate());
+    let wechat = WechatPaySimulator::generate("PUB_KEY_ID_0114232134912410000000000001");
+    let alipay = AlipaySimulator::generate();
+    let (wechat_verifier, alipay_verifier) = (wechat.config(), alipay.config());
+    // The receiver, verifying with the same platform keys.
+    let queue = Arc::new(e2e::MemoryQueue::default());
+    let rx = Receiver {
+        verifier: domain::SignatureVerifier::from_list("generic-secret-0123456789").unwrap(),
+        queue: queue.clone(),
+        clock: Arc::new(domain::ports::SystemClock),
+        wechatpay: Some(Arc::new(wechat.config())),
+        alipay: Some(Arc::new(alipay.config())),
+    };
+    let (mchid, appid, app_id) = (wechat.mchid.clone(), wechat.appid.clone(), alipay.app_id.clone());
+    let wechat_fake = testkit::fake_wechatpay::FakeWechatPay::start(wechat, &merchant.public_key_pem())
+        .await
+        .unwrap();
+    let alipay_fake = testkit::fake_alipay::FakeAlipay::start(alipay, &app_key.public_key_base64())
+        .await
+        .unwrap();
+    let key = |k: &SigningKey| infra::providers::signing::MerchantKey::parse(&k.pkcs8_base64()).unwrap();
+    let providers = Providers {
+        wechatpay: Some(
+            infra::providers::wechatpay::WechatPayClient::new(
+                infra::providers::wechatpay::WechatPayMerchant {
+                    mchid,
+                    appid,
+                    serial: "5157F09EFDC096DE15EBE81A47057A7232F1B8E1".into(),
+                    key: key(&merchant),
+                    notify_url: "http://127.0.0.1:9/unused".into(),
+                    base_url: wechat_fake.base_url.clone(),
+                },
+                wechat_verifier,
+                std::time::Duration::from_secs(2),
+            )
+            .unwrap(),
+        ),
+        alipay_qr: Some(
+            infra::providers::alipay::AlipayClient::new(
+                AlipayApp {
+                    app_id,
+                    key: key(&app_key),
+                    notify_url: "http://127.0.0.1:9/unused".into(),
+                    return_url: None,
+                    gateway: alipay_fake.gateway.clone(),
+                },
+                alipay_verifier,
+                std::time::Duration::from_secs(2),
+            )
+            .unwrap(),
+        ),
+        ..Providers::default()
+    };
+    let env = env.with_gateway(Arc::new(providers));
+    env.product("fridge", "3299.00", 10).await;
+    env.address("alice-home", "alice").await;
+
+    for (method, scene) in [("wechat", "native"), ("alipay", "qr")] {
+        // Given a checked-out payment
+        let body = json!({"product_id": "fridge", "address_id": "alice-home", "quantity": 1, "payment_method": method});
+        let (_, created) = create_order(&env, Some("alice"), &body).await;
+        let (order, payment) = ids(&created);
+        let (status, got) = checkout(&env, Some("alice"), &order, &payment, &json!({"scene": scene})).await;
+        assert_eq!(status, 200, "{got}");
+
+        // When the shopper pays at the provider, and its notification reaches the receiver twice
+        let (headers, body, content_type, answer) = match method {
+            "wechat" => {
+                let posted = wechat_fake.pay(&payment).expect("an open trade");
+                (posted.headers, posted.body, "application/json", "")
+            }
+            _ => {
+                let body = alipay_fake.pay(&payment).expect("an open trade");
+                (vec![], body, "application/x-www-form-urlencoded", "success")
+            }
+        };
+        for _ in 0..2 {
+            let mut headers = headers.clone();
+            headers.push(("content-type".into(), content_type.into()));
+            let path = format!(
+                "/api/payments/callback/{}/",
+                if method == "wechat" { "wechatpay" } else { "alipay" }
+            );
+            let route = format!("POST {path}");
+            let req = infra::http::GatewayRequest {
+                method: "POST",
+                path: &path,
+                route_key: &route,
+                headers,
+                body: body.as_bytes(),
+                request_id: "notify",
+                ..Default::default()
+            }
+            .into_request()
+            .unwrap();
+            let resp = payment_callback::handle_any(&rx, req).await;
+            assert_eq!(resp.status().as_u16(), 200, "{method}");
+            assert_eq!(String::from_utf8(resp.body().to_vec()).unwrap(), answer, "{method}");
+        }
+        queue.drain_into(&env).await;
+
+        // Then the order is paid, once, by the provider's amount to the fen
+        let (_, got) = get_order(&env, Some("alice"), &order).await;
+        assert_eq!(got["order"]["status"], "paid", "{method}: {got}");
+        assert_eq!(got["payments"][0]["status"], "succeeded");
+        let paid = got["order"]["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|h| h["to"] == "paid")
+            .count();
+        assert_eq!(paid, 1, "{method}");
+        assert!(
+            wechat_fake.pay(&payment).is_none() && alipay_fake.pay(&payment).is_none(),
+            "paid once"
+        );
+    }
 }

@@ -86,6 +86,7 @@ conformance!(
     checkout::a_request_the_provider_cannot_verify_is_our_defect_500,
     checkout::an_alipay_qr_checkout_opens_a_verified_trade_at_the_gateway,
     checkout::an_alipay_request_signed_with_another_key_is_our_defect_500,
+    checkout::paying_at_the_provider_pays_the_order_through_its_notification,
     idempotency::fifty_concurrent_retries_of_one_key_create_one_order,
     idempotency::a_key_answers_only_its_own_request_for_a_day,
     idempotency::a_refused_request_stores_nothing_and_its_retry_may_succeed,
