@@ -5,7 +5,7 @@ use aws_lc_rs::signature::ParsedPublicKey;
 use domain::callback::{EventId, EventSource, PaymentEvent, ReportedStatus};
 use domain::{Money, PaymentId, Timestamp};
 
-use super::{env, rsa_public_key, rsa_sha256_verifies, ConfigError, Rejection, Verdict};
+use super::{env, rsa_public_key, rsa_sha256_verifies, ConfigError, Rejection, TryError, Verdict};
 
 /// The app's Alipay settings.
 pub struct Alipay {
@@ -250,15 +250,6 @@ impl std::fmt::Debug for AlipayClient {
     }
 }
 
-/// One try's failure.
-enum TryError {
-    /// Worth one more try: connection, timeout, 5xx, `20000` (service unavailable), `ACQ.SYSTEM_ERROR`,
-    /// an answer that does not verify.
-    Transient(String),
-    /// The final word.
-    Final(domain::ports::ProviderError),
-}
-
 impl AlipayClient {
     /// A client with its own connection pool (rustls), `timeout` per try.
     pub fn new(app: AlipayApp, alipay: Alipay, timeout: std::time::Duration) -> Result<Self, ConfigError> {
@@ -288,31 +279,7 @@ impl AlipayClient {
         method: &str,
         biz_content: &serde_json::Value,
     ) -> Result<serde_json::Value, domain::ports::ProviderError> {
-        use domain::ports::ProviderError;
-        if !self.breaker.admit() {
-            return Err(ProviderError::Unavailable("Alipay circuit breaker open".into()));
-        }
-        let mut last = String::new();
-        for attempt in 0..2 {
-            match self.try_once(method, biz_content).await {
-                Ok(answer) => {
-                    self.breaker.record(true);
-                    return Ok(answer);
-                }
-                Err(TryError::Transient(why)) if attempt == 0 => {
-                    tracing::warn!(method, why, "Alipay request failed; one retry");
-                    last = why;
-                    tokio::time::sleep(std::time::Duration::from_millis(fastrand::u64(20..=120))).await;
-                }
-                Err(TryError::Transient(why)) => last = why,
-                Err(TryError::Final(err)) => {
-                    self.breaker.record(true);
-                    return Err(err);
-                }
-            }
-        }
-        self.breaker.record(false);
-        Err(ProviderError::Unavailable(last.into()))
+        super::call_provider(&self.breaker, "alipay", method, || self.try_once(method, biz_content)).await
     }
 
     async fn try_once(&self, method: &str, biz_content: &serde_json::Value) -> Result<serde_json::Value, TryError> {

@@ -66,3 +66,53 @@ pub fn rsa_sha256_verifies(key: &ParsedPublicKey, message: &[u8], signature: &st
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
+
+/// One try of a request to a payment provider that did not succeed.
+pub(crate) enum TryError {
+    /// Worth one more try: connection, timeout, 5xx, 429, a system error, an answer that does not verify.
+    Transient(String),
+    /// The provider's final word.
+    Final(domain::ports::ProviderError),
+}
+
+/// One call to a provider the way every provider is called: admitted by its breaker, tried once more
+/// after a 20–120 ms jitter on a transient failure, its outcome recorded (a final answer, verified,
+/// means the provider is up); a call that never got a final answer is `Unavailable`.
+pub(crate) async fn call_provider<T, F, Fut>(
+    breaker: &crate::breaker::Breaker,
+    provider: &'static str,
+    what: &str,
+    try_once: F,
+) -> Result<T, domain::ports::ProviderError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, TryError>>,
+{
+    use domain::ports::ProviderError;
+    if !breaker.admit() {
+        return Err(ProviderError::Unavailable(
+            format!("{provider} circuit breaker open").into(),
+        ));
+    }
+    let mut last = String::new();
+    for attempt in 0..2 {
+        match try_once().await {
+            Ok(answer) => {
+                breaker.record(true);
+                return Ok(answer);
+            }
+            Err(TryError::Transient(why)) if attempt == 0 => {
+                tracing::warn!(provider, what, why, "provider request failed; one retry");
+                last = why;
+                tokio::time::sleep(std::time::Duration::from_millis(fastrand::u64(20..=120))).await;
+            }
+            Err(TryError::Transient(why)) => last = why,
+            Err(TryError::Final(err)) => {
+                breaker.record(true);
+                return Err(err);
+            }
+        }
+    }
+    breaker.record(false);
+    Err(ProviderError::Unavailable(last.into()))
+}

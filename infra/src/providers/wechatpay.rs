@@ -10,7 +10,7 @@ use domain::callback::{EventId, EventSource, PaymentEvent, ReportedStatus, MAX_C
 use domain::{Money, PaymentId, Timestamp};
 use serde::Deserialize;
 
-use super::{env, rsa_public_key, rsa_sha256_verifies, ConfigError, Rejection, Verdict};
+use super::{env, rsa_public_key, rsa_sha256_verifies, ConfigError, Rejection, TryError, Verdict};
 
 /// The merchant's WeChat Pay settings. Keys never appear in `Debug` output.
 pub struct WechatPay {
@@ -302,15 +302,6 @@ impl std::fmt::Debug for WechatPayClient {
     }
 }
 
-/// One try's failure.
-enum TryError {
-    /// Worth one more try: connect error, timeout, 5xx, 429, `SYSTEM_ERROR`, an answer that does not
-    /// verify.
-    Transient(String),
-    /// The final word.
-    Final(domain::ports::ProviderError),
-}
-
 impl WechatPayClient {
     /// A client with its own connection pool (rustls), `timeout` per try.
     pub fn new(
@@ -343,33 +334,8 @@ impl WechatPayClient {
         path: &str,
         body: &serde_json::Value,
     ) -> Result<serde_json::Value, domain::ports::ProviderError> {
-        use domain::ports::ProviderError;
-        if !self.breaker.admit() {
-            return Err(ProviderError::Unavailable("WeChat Pay circuit breaker open".into()));
-        }
         let body = body.to_string();
-        let mut last = String::new();
-        for attempt in 0..2 {
-            match self.try_once(path, &body).await {
-                Ok(answer) => {
-                    self.breaker.record(true);
-                    return Ok(answer);
-                }
-                Err(TryError::Transient(why)) if attempt == 0 => {
-                    tracing::warn!(path, why, "WeChat Pay request failed; one retry");
-                    last = why;
-                    tokio::time::sleep(std::time::Duration::from_millis(fastrand::u64(20..=120))).await;
-                }
-                Err(TryError::Transient(why)) => last = why,
-                Err(TryError::Final(err)) => {
-                    // The provider answered, verifiably: it is up.
-                    self.breaker.record(true);
-                    return Err(err);
-                }
-            }
-        }
-        self.breaker.record(false);
-        Err(ProviderError::Unavailable(last.into()))
+        super::call_provider(&self.breaker, "wechatpay", path, || self.try_once(path, &body)).await
     }
 
     async fn try_once(&self, path: &str, body: &str) -> Result<serde_json::Value, TryError> {
