@@ -19,12 +19,18 @@ impl std::fmt::Debug for Alipay {
     }
 }
 
-/// The string Alipay signs: the parameters other than `sign` and `sign_type`, with empty values left
-/// out, sorted by name, as `k=v` joined by `&`.
+/// The string Alipay signs on a notification: the parameters other than `sign` and `sign_type`, with
+/// empty values left out, sorted by name, as `k=v` joined by `&`.
 pub fn signing_string(params: &[(String, String)]) -> String {
+    sorted_pairs(params, &["sign", "sign_type"])
+}
+
+/// Every parameter with a non-empty value but those `left_out`, sorted by name, as `k=v` joined by `&`,
+/// values as they are (not URL-encoded): the one canonical form of both directions.
+fn sorted_pairs(params: &[(String, String)], left_out: &[&str]) -> String {
     let mut signed: Vec<&(String, String)> = params
         .iter()
-        .filter(|(k, v)| k != "sign" && k != "sign_type" && !v.is_empty())
+        .filter(|(k, v)| !left_out.contains(&k.as_str()) && !v.is_empty())
         .collect();
     signed.sort_by(|a, b| a.0.cmp(&b.0));
     signed
@@ -156,13 +162,7 @@ pub fn china_time(at: Timestamp) -> String {
 /// (`sign_type` included, unlike a notification's), sorted by name, joined as `k=v` with `&`, values
 /// as they are (not URL-encoded).
 pub fn request_signing_string(params: &[(String, String)]) -> String {
-    let mut signed: Vec<&(String, String)> = params.iter().filter(|(k, v)| k != "sign" && !v.is_empty()).collect();
-    signed.sort_by(|a, b| a.0.cmp(&b.0));
-    signed
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("&")
+    sorted_pairs(params, &["sign"])
 }
 
 impl AlipayApp {
