@@ -5,6 +5,7 @@
 
 use async_trait::async_trait;
 use domain::checkout::{CheckoutRequest, Scene};
+use domain::closing::{Trade, TradeProvider, TradeState};
 use domain::ports::{PaymentGateway, ProviderError};
 use domain::Timestamp;
 use serde_json::{json, Map, Value};
@@ -126,8 +127,6 @@ fn wechatpay_from_env() -> Result<Option<WechatPayClient>, ConfigError> {
     WechatPayClient::new(merchant, platform, timeout).map(Some)
 }
 
-impl Providers {}
-
 fn unconfigured(what: &str) -> ProviderError {
     ProviderError::Unavailable(format!("{what} is not configured").into())
 }
@@ -175,5 +174,32 @@ impl PaymentGateway for Providers {
                 None => Err(unconfigured("Alipay QR checkout")),
             },
         }
+    }
+
+    async fn close(&self, trade: &Trade) -> Result<(), ProviderError> {
+        match trade.provider {
+            TradeProvider::Wechatpay => self.wechatpay()?.close(trade.payment_id.as_str()).await,
+            TradeProvider::Alipay => self.alipay_api()?.close(trade.payment_id.as_str()).await,
+        }
+    }
+
+    async fn query(&self, trade: &Trade) -> Result<TradeState, ProviderError> {
+        match trade.provider {
+            TradeProvider::Wechatpay => self.wechatpay()?.query(trade.payment_id.as_str()).await,
+            TradeProvider::Alipay => self.alipay_api()?.query(trade.payment_id.as_str()).await,
+        }
+    }
+}
+
+impl Providers {
+    fn wechatpay(&self) -> Result<&WechatPayClient, ProviderError> {
+        self.wechatpay.as_ref().ok_or_else(|| unconfigured("WeChat Pay"))
+    }
+
+    /// The Alipay OpenAPI client (QR trades, close, query): it needs Alipay's public key to verify.
+    fn alipay_api(&self) -> Result<&AlipayClient, ProviderError> {
+        self.alipay_qr
+            .as_ref()
+            .ok_or_else(|| unconfigured("Alipay (ALIPAY_PUBLIC_KEY)"))
     }
 }

@@ -92,12 +92,20 @@ pub async fn run_order_placing_function(handler: Handler) -> Result<(), Error> {
     run_http(services, handler).await
 }
 
-/// [`run_api_function`] for the checkout, which talks to the payment providers configured in the
-/// environment (docs/api.md §16); unreadable provider settings are a start-up error.
-pub async fn run_checkout_function(handler: Handler) -> Result<(), Error> {
-    crate::telemetry::init();
-    let mut services = services(&Config::from_env()?).await;
+/// [`services`] with the payment providers configured in the environment (docs/api.md §16): for the
+/// functions that check out, or let a checked-out payment go (closing its trade first). Unreadable
+/// provider settings are a start-up error.
+pub async fn services_with_providers(config: &Config) -> Result<Services, Error> {
+    let mut services = services(config).await;
     services.gateway = Arc::new(crate::checkout::Providers::from_env()?);
+    Ok(services)
+}
+
+/// [`run_api_function`] for the functions that talk to the payment providers: the checkout, and the
+/// shopper's routes that let a payment go (create_payment, cancel_order).
+pub async fn run_provider_function(handler: Handler) -> Result<(), Error> {
+    crate::telemetry::init();
+    let services = services_with_providers(&Config::from_env()?).await?;
     run_http(services, handler).await
 }
 

@@ -63,6 +63,8 @@ CREATE TABLE IF NOT EXISTS idempotency (
     PRIMARY KEY (user_id, key)
 );
 CREATE INDEX IF NOT EXISTS payments_open_by_expiry ON payments (expires_at) WHERE status IN ('init', 'processing');
+CREATE INDEX IF NOT EXISTS payments_close_pending_by_expiry ON payments (expires_at)
+    WHERE json_extract(doc, '$.close_pending') = 1;
 "#;
 
 /// The SQLite store. Cloning shares the connection.
@@ -474,7 +476,8 @@ impl OrderUpdates for SqliteStore {
 #[async_trait]
 impl ExpiryIndex for SqliteStore {
     async fn due(&self, now: Timestamp, after: Option<&str>, limit: usize) -> Result<DuePage, StoreError> {
-        // The partial indexes hold exactly the pending orders and open payments. Orders come first (as
+        // The partial indexes hold exactly the pending orders, and the open or close_pending payments
+        // (`Payment::awaits_close`). Orders come first (as
         // DynamoDB's order partitions do), so an order's cancellation takes its payments out of the
         // index before the payments' turn; keyset paging by (kind, deadline, id).
         let (after_rank, after_at, after_id): (i64, String, String) = match after {
@@ -490,7 +493,10 @@ impl ExpiryIndex for SqliteStore {
                            FROM orders WHERE status = 'pending' AND payment_deadline <= ?1
                          UNION ALL
                          SELECT 1, expires_at, id, order_id, id
-                           FROM payments WHERE status IN ('init', 'processing') AND expires_at <= ?1)
+                           FROM payments WHERE status IN ('init', 'processing') AND expires_at <= ?1
+                         UNION
+                         SELECT 1, expires_at, id, order_id, id
+                           FROM payments WHERE json_extract(doc, '$.close_pending') = 1 AND expires_at <= ?1)
                      WHERE (rank, at, key) > (?2, ?3, ?4) ORDER BY rank, at, key LIMIT ?5",
                 )
                 .map_err(backend)?;

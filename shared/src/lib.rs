@@ -5,6 +5,7 @@ pub mod callback;
 pub mod catalog;
 pub mod change;
 pub mod checkout;
+pub mod closing;
 pub mod error;
 pub mod field;
 pub mod idempotency;

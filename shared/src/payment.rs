@@ -119,6 +119,10 @@ pub struct Payment {
     /// What the shopper was handed to pay with, once checked out (docs/api.md §16).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkout: Option<crate::checkout::Checkout>,
+    /// Let go while its provider was unreachable: its trade is still to be closed (docs/api.md §16),
+    /// which later sweeps keep trying.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub close_pending: bool,
 }
 
 impl Payment {
@@ -148,7 +152,14 @@ impl Payment {
             provider_txn_id: None,
             refund_required: false,
             checkout: None,
+            close_pending: false,
         }
+    }
+
+    /// Whether its trade may still be open at the provider by this service's leave: the payment is open,
+    /// or was let go with its close still pending. The expiry index holds exactly these payments.
+    pub fn awaits_close(&self) -> bool {
+        self.status.is_open() || self.close_pending
     }
 
     /// Whether the provider event `event_id` was already applied to this payment.

@@ -306,6 +306,14 @@ pub trait PaymentGateway: Send + Sync {
         &self,
         request: &crate::checkout::CheckoutRequest,
     ) -> Result<serde_json::Map<String, serde_json::Value>, ProviderError>;
+
+    /// Closes the trade at its provider (WeChat Pay's close, `alipay.trade.close`). A trade already
+    /// closed, already paid or never opened is no error: the query that follows says which.
+    async fn close(&self, trade: &crate::closing::Trade) -> Result<(), ProviderError>;
+
+    /// The trade as its provider reports it (WeChat Pay's query by `out_trade_no`,
+    /// `alipay.trade.query`), its answer verified; a trade the provider does not know is `Closed`.
+    async fn query(&self, trade: &crate::closing::Trade) -> Result<crate::closing::TradeState, ProviderError>;
 }
 
 /// A gateway with no provider configured: every checkout is unavailable (functions that never check
@@ -322,5 +330,19 @@ impl PaymentGateway for NoProviders {
         Err(ProviderError::Unavailable(
             format!("no {} checkout is configured", request.scene.provider()).into(),
         ))
+    }
+
+    async fn close(&self, trade: &crate::closing::Trade) -> Result<(), ProviderError> {
+        Err(NoProviders::unconfigured(trade))
+    }
+
+    async fn query(&self, trade: &crate::closing::Trade) -> Result<crate::closing::TradeState, ProviderError> {
+        Err(NoProviders::unconfigured(trade))
+    }
+}
+
+impl NoProviders {
+    fn unconfigured(trade: &crate::closing::Trade) -> ProviderError {
+        ProviderError::Unavailable(format!("no {} client is configured", trade.provider.as_str()).into())
     }
 }

@@ -1,11 +1,13 @@
 //! A fake Alipay OpenAPI gateway over real HTTP on loopback, for tests and the local server. Like the
 //! real one it checks every request's RSA2 signature with the app's public key (a wrong one gets a signed
 //! `error_response` with `isv.invalid-signature`), keeps trades by `out_trade_no` (a paid one answers
-//! `ACQ.TRADE_HAS_SUCCESS`), and signs each answer's `<method>_response` text with Alipay's key; it can be
-//! made failing (`20000`) or to tamper with its signed answers.
+//! `ACQ.TRADE_HAS_SUCCESS`), closes and answers queries of them (`alipay.trade.close`,
+//! `alipay.trade.query`), closes a trade itself at its `time_expire`, and signs each answer's
+//! `<method>_response` text with Alipay's key; it can be made slow, failing (`20000`) or to tamper with
+//! its signed answers.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use aws_lc_rs::signature::ParsedPublicKey;
@@ -27,6 +29,20 @@ pub struct Trade {
     pub params: Vec<(String, String)>,
     /// `WAIT_BUYER_PAY`, `TRADE_SUCCESS` or `TRADE_CLOSED`.
     pub state: String,
+    /// Alipay's trade number.
+    pub trade_no: String,
+}
+
+impl Trade {
+    /// Closes an unpaid trade whose `time_expire` (China time) has passed, as Alipay does.
+    fn expire(&mut self) {
+        // Both in `yyyy-MM-dd HH:mm:ss`, China time: their text orders as the times do.
+        let now = infra::providers::alipay::china_time(domain::Timestamp::now());
+        let expired = self.biz["time_expire"].as_str().is_some_and(|at| now.as_str() >= at);
+        if self.state == "WAIT_BUYER_PAY" && expired {
+            self.state = "TRADE_CLOSED".into();
+        }
+    }
 }
 
 struct FakeState {
@@ -36,6 +52,8 @@ struct FakeState {
     alipay: AlipaySimulator,
     trades: Mutex<HashMap<String, Trade>>,
     requests: AtomicUsize,
+    closes: AtomicUsize,
+    delay_ms: AtomicU64,
     failing: AtomicBool,
     tamper: AtomicBool,
 }
@@ -50,6 +68,10 @@ pub struct FakeAlipay {
 
 async fn handle(State(state): State<Arc<FakeState>>, body: Bytes) -> Response {
     state.requests.fetch_add(1, Ordering::SeqCst);
+    let delay = state.delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+    }
     let params: Vec<(String, String)> = form_urlencoded::parse(&body)
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
@@ -89,6 +111,10 @@ async fn handle(State(state): State<Arc<FakeState>>, body: Bytes) -> Response {
     ([("content-type", "application/json;charset=utf-8")], body).into_response()
 }
 
+fn business_failed(sub_code: &str, sub_msg: &str) -> Value {
+    json!({"code": "40004", "msg": "Business Failed", "sub_code": sub_code, "sub_msg": sub_msg})
+}
+
 fn answer(state: &FakeState, method: &str, params: &[(String, String)]) -> Value {
     let biz: Value = params
         .iter()
@@ -96,21 +122,54 @@ fn answer(state: &FakeState, method: &str, params: &[(String, String)]) -> Value
         .and_then(|(_, v)| serde_json::from_str(v).ok())
         .unwrap_or(Value::Null);
     let Some(out_trade_no) = biz["out_trade_no"].as_str().map(str::to_owned) else {
-        return json!({"code": "40004", "msg": "Business Failed", "sub_code": "ACQ.INVALID_PARAMETER"});
+        return business_failed("ACQ.INVALID_PARAMETER", "参数无效");
     };
-    if method != "alipay.trade.precreate" {
-        return json!({"code": "40004", "msg": "Business Failed", "sub_code": "isv.invalid-method"});
-    }
     let mut trades = state.trades.lock().unwrap_or_else(|p| p.into_inner());
-    let trade = trades.entry(out_trade_no.clone()).or_insert_with(|| Trade {
-        biz: biz.clone(),
-        params: params.to_vec(),
-        state: "WAIT_BUYER_PAY".into(),
-    });
-    if trade.state == "TRADE_SUCCESS" {
-        return json!({"code": "40004", "msg": "Business Failed", "sub_code": "ACQ.TRADE_HAS_SUCCESS", "sub_msg": "交易已被支付"});
+    if let Some(trade) = trades.get_mut(&out_trade_no) {
+        trade.expire();
     }
-    json!({"code": "10000", "msg": "Success", "out_trade_no": out_trade_no, "qr_code": format!("https://qr.alipay.com/bax{}", &uuid::Uuid::new_v4().simple().to_string()[..20])})
+    match method {
+        "alipay.trade.precreate" => {
+            let trade = trades.entry(out_trade_no.clone()).or_insert_with(|| Trade {
+                biz: biz.clone(),
+                params: params.to_vec(),
+                state: "WAIT_BUYER_PAY".into(),
+                trade_no: format!("2026{}", &uuid::Uuid::new_v4().as_u128().to_string()[..24]),
+            });
+            trade.expire();
+            match trade.state.as_str() {
+                "TRADE_SUCCESS" => business_failed("ACQ.TRADE_HAS_SUCCESS", "交易已被支付"),
+                "TRADE_CLOSED" => business_failed("ACQ.TRADE_HAS_CLOSE", "交易已经关闭"),
+                _ => json!({"code": "10000", "msg": "Success", "out_trade_no": out_trade_no,
+                            "qr_code": format!("https://qr.alipay.com/bax{}", &uuid::Uuid::new_v4().simple().to_string()[..20])}),
+            }
+        }
+        "alipay.trade.close" => {
+            state.closes.fetch_add(1, Ordering::SeqCst);
+            let Some(trade) = trades.get_mut(&out_trade_no) else {
+                return business_failed("ACQ.TRADE_NOT_EXIST", "交易不存在");
+            };
+            if trade.state != "WAIT_BUYER_PAY" {
+                return business_failed("ACQ.TRADE_STATUS_ERROR", "交易状态不合法");
+            }
+            trade.state = "TRADE_CLOSED".into();
+            json!({"code": "10000", "msg": "Success", "trade_no": trade.trade_no, "out_trade_no": out_trade_no})
+        }
+        "alipay.trade.query" => {
+            let Some(trade) = trades.get(&out_trade_no) else {
+                return business_failed("ACQ.TRADE_NOT_EXIST", "交易不存在");
+            };
+            let mut answer = json!({"code": "10000", "msg": "Success", "trade_no": trade.trade_no,
+                                    "out_trade_no": out_trade_no, "trade_status": trade.state,
+                                    "total_amount": trade.biz["total_amount"]});
+            if trade.state == "TRADE_SUCCESS" {
+                answer["send_pay_date"] = json!("2026-11-25 15:00:04");
+                answer["buyer_pay_amount"] = trade.biz["total_amount"].clone();
+            }
+            answer
+        }
+        _ => business_failed("isv.invalid-method", "不存在的方法名"),
+    }
 }
 
 impl FakeAlipay {
@@ -125,6 +184,8 @@ impl FakeAlipay {
             alipay,
             trades: Mutex::new(HashMap::new()),
             requests: AtomicUsize::new(0),
+            closes: AtomicUsize::new(0),
+            delay_ms: AtomicU64::new(0),
             failing: AtomicBool::new(false),
             tamper: AtomicBool::new(false),
         });
@@ -154,15 +215,24 @@ impl FakeAlipay {
     /// or no longer open.
     pub fn pay(&self, out_trade_no: &str) -> Option<String> {
         let mut trades = self.state.trades.lock().unwrap_or_else(|p| p.into_inner());
-        let trade = trades.get_mut(out_trade_no).filter(|t| t.state == "WAIT_BUYER_PAY")?;
+        let trade = trades.get_mut(out_trade_no)?;
+        trade.expire();
+        if trade.state != "WAIT_BUYER_PAY" {
+            return None;
+        }
         trade.state = "TRADE_SUCCESS".into();
         let total = trade.biz["total_amount"].as_str()?.to_owned();
         let notify_id = uuid::Uuid::new_v4().simple().to_string();
-        Some(
-            self.state
-                .alipay
-                .notification(&notify_id, out_trade_no, "TRADE_SUCCESS", &total),
-        )
+        let mut params = self
+            .state
+            .alipay
+            .params(&notify_id, out_trade_no, "TRADE_SUCCESS", &total);
+        for (name, value) in params.iter_mut() {
+            if name == "trade_no" {
+                value.clone_from(&trade.trade_no);
+            }
+        }
+        Some(AlipaySimulator::form(&self.state.alipay.sign(params)))
     }
 
     /// [`pay`](Self::pay), then posts the notification to the trade's `notify_url` as Alipay does; the
@@ -186,6 +256,16 @@ impl FakeAlipay {
     /// Every request received.
     pub fn requests(&self) -> usize {
         self.state.requests.load(Ordering::SeqCst)
+    }
+
+    /// `alipay.trade.close` requests that passed the signature check.
+    pub fn closes(&self) -> usize {
+        self.state.closes.load(Ordering::SeqCst)
+    }
+
+    /// Answers after `delay` (zero: at once).
+    pub fn set_delay(&self, delay: std::time::Duration) {
+        self.state.delay_ms.store(delay.as_millis() as u64, Ordering::SeqCst);
     }
 
     /// Answers `20000` while set.

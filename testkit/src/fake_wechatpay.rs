@@ -1,10 +1,11 @@
 //! A fake WeChat Pay APIv3 over real HTTP on loopback, for tests and the local server. Like the real
 //! one it checks every request's `WECHATPAY2-SHA256-RSA2048` signature with the merchant's public key
 //! (a wrong one gets its `401 SIGN_ERROR`), keeps trades by `out_trade_no` (a second prepay with other
-//! parameters is refused, a paid trade answers `ORDERPAID`), and signs its answers with the platform key;
-//! it can be made slow, failing (`500 SYSTEM_ERROR`), or to tamper with its signed answers. And it can
-//! be paid: the trade turns `SUCCESS` and the platform's real notification (signed, its resource sealed
-//! under the merchant's APIv3 key) goes to the trade's `notify_url`.
+//! parameters is refused, a paid trade answers `ORDERPAID`), closes and answers queries of them by
+//! `out_trade_no`, closes a trade itself at its `time_expire`, and signs its answers with the platform
+//! key; it can be made slow, failing (`500 SYSTEM_ERROR`), or to tamper with its signed answers. And it
+//! can be paid: the trade turns `SUCCESS` and the platform's real notification (signed, its resource
+//! sealed under the merchant's APIv3 key, the trade's `transaction_id`) goes to the trade's `notify_url`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -13,10 +14,10 @@ use std::time::Duration;
 
 use aws_lc_rs::signature::ParsedPublicKey;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::Router;
 use domain::Timestamp;
 use serde_json::{json, Value};
@@ -32,6 +33,21 @@ pub struct Trade {
     pub state: String,
     /// The prepay id it handed out.
     pub prepay_id: String,
+    /// WeChat Pay's transaction id, once paid.
+    pub transaction_id: Option<String>,
+}
+
+impl Trade {
+    /// Closes an unpaid trade whose `time_expire` has passed, as WeChat Pay does.
+    fn expire(&mut self, now: Timestamp) {
+        let expired = self.request["time_expire"]
+            .as_str()
+            .and_then(|t| Timestamp::parse(t).ok())
+            .is_some_and(|at| now >= at);
+        if self.state == "NOTPAY" && expired {
+            self.state = "CLOSED".into();
+        }
+    }
 }
 
 struct FakeState {
@@ -42,6 +58,7 @@ struct FakeState {
     trades: Mutex<HashMap<String, Trade>>,
     requests: AtomicUsize,
     prepay_calls: AtomicUsize,
+    closes: AtomicUsize,
     delay_ms: AtomicU64,
     failing: AtomicBool,
     tamper: AtomicBool,
@@ -60,7 +77,7 @@ fn error(status: StatusCode, code: &str, message: &str) -> (StatusCode, Value) {
 }
 
 /// The merchant's signature of the request, checked the way WeChat Pay checks it.
-fn signed_by_merchant(state: &FakeState, headers: &HeaderMap, path: &str, body: &[u8]) -> bool {
+fn signed_by_merchant(state: &FakeState, headers: &HeaderMap, method: &str, path: &str, body: &[u8]) -> bool {
     let Some(auth) = headers.get("authorization").and_then(|v| v.to_str().ok()) else {
         return false;
     };
@@ -85,8 +102,35 @@ fn signed_by_merchant(state: &FakeState, headers: &HeaderMap, path: &str, body: 
     let Ok(body) = std::str::from_utf8(body) else {
         return false;
     };
-    let message = format!("POST\n{path}\n{timestamp}\n{nonce}\n{body}\n");
+    let message = format!("{method}\n{path}\n{timestamp}\n{nonce}\n{body}\n");
     mchid == state.mchid && infra::providers::rsa_sha256_verifies(&state.merchant_key, message.as_bytes(), &signature)
+}
+
+/// What every request goes through: counted, delayed, failed while set, its signature checked; then
+/// `serve` answers it (`None`: an empty `204`).
+async fn admit(
+    state: &FakeState,
+    headers: &HeaderMap,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    serve: impl FnOnce() -> (StatusCode, Option<Value>),
+) -> Response {
+    state.requests.fetch_add(1, Ordering::SeqCst);
+    let delay = state.delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    let (status, answer) = if state.failing.load(Ordering::SeqCst) {
+        let (status, answer) = error(StatusCode::INTERNAL_SERVER_ERROR, "SYSTEM_ERROR", "系统错误");
+        (status, Some(answer))
+    } else if !signed_by_merchant(state, headers, method, path, body) {
+        let (status, answer) = error(StatusCode::UNAUTHORIZED, "SIGN_ERROR", "签名错误");
+        (status, Some(answer))
+    } else {
+        serve()
+    };
+    signed_answer(state, status, answer.as_ref())
 }
 
 async fn prepay(
@@ -95,20 +139,93 @@ async fn prepay(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    state.requests.fetch_add(1, Ordering::SeqCst);
-    let delay = state.delay_ms.load(Ordering::SeqCst);
-    if delay > 0 {
-        tokio::time::sleep(Duration::from_millis(delay)).await;
-    }
-    let (status, answer) = if state.failing.load(Ordering::SeqCst) {
-        error(StatusCode::INTERNAL_SERVER_ERROR, "SYSTEM_ERROR", "系统错误")
-    } else if !signed_by_merchant(&state, &headers, &format!("/v3/pay/transactions/{kind}"), &body) {
-        error(StatusCode::UNAUTHORIZED, "SIGN_ERROR", "签名错误")
-    } else {
+    let path = format!("/v3/pay/transactions/{kind}");
+    admit(&state, &headers, "POST", &path, &body, || {
         state.prepay_calls.fetch_add(1, Ordering::SeqCst);
-        open_trade(&state, &kind, &body)
-    };
-    signed_answer(&state, status, &answer)
+        let (status, answer) = open_trade(&state, &kind, &body);
+        (status, Some(answer))
+    })
+    .await
+}
+
+/// `POST /v3/pay/transactions/out-trade-no/{out_trade_no}/close` with `{"mchid"}`: an unpaid trade
+/// turns `CLOSED` (`204`, again for a closed one); a paid one answers `ORDERPAID`, an unknown one
+/// `ORDER_NOT_EXIST`.
+async fn close(
+    State(state): State<Arc<FakeState>>,
+    Path(out_trade_no): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = format!("/v3/pay/transactions/out-trade-no/{out_trade_no}/close");
+    admit(&state, &headers, "POST", &path, &body, || {
+        let mchid = serde_json::from_slice::<Value>(&body).ok().map(|b| b["mchid"].clone());
+        if mchid.as_ref().and_then(Value::as_str) != Some(state.mchid.as_str()) {
+            let (status, answer) = error(StatusCode::BAD_REQUEST, "PARAM_ERROR", "参数错误");
+            return (status, Some(answer));
+        }
+        state.closes.fetch_add(1, Ordering::SeqCst);
+        let mut trades = state.trades.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(trade) = trades.get_mut(&out_trade_no) else {
+            let (status, answer) = error(StatusCode::NOT_FOUND, "ORDER_NOT_EXIST", "订单不存在");
+            return (status, Some(answer));
+        };
+        trade.expire(Timestamp::now());
+        match trade.state.as_str() {
+            "SUCCESS" => {
+                let (status, answer) = error(StatusCode::BAD_REQUEST, "ORDERPAID", "订单已支付");
+                (status, Some(answer))
+            }
+            _ => {
+                trade.state = "CLOSED".into();
+                (StatusCode::NO_CONTENT, None)
+            }
+        }
+    })
+    .await
+}
+
+/// `GET /v3/pay/transactions/out-trade-no/{out_trade_no}?mchid=…`: the trade as a transaction, or
+/// `404 ORDER_NOT_EXIST`.
+async fn query(
+    State(state): State<Arc<FakeState>>,
+    Path(out_trade_no): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let query = query.unwrap_or_default();
+    let path = format!("/v3/pay/transactions/out-trade-no/{out_trade_no}?{query}");
+    admit(&state, &headers, "GET", &path, b"", || {
+        if query != format!("mchid={}", state.mchid) {
+            let (status, answer) = error(StatusCode::BAD_REQUEST, "PARAM_ERROR", "参数错误");
+            return (status, Some(answer));
+        }
+        let mut trades = state.trades.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(trade) = trades.get_mut(&out_trade_no) else {
+            let (status, answer) = error(StatusCode::NOT_FOUND, "ORDER_NOT_EXIST", "订单不存在");
+            return (status, Some(answer));
+        };
+        trade.expire(Timestamp::now());
+        (StatusCode::OK, Some(state.transaction(&out_trade_no, trade)))
+    })
+    .await
+}
+
+impl FakeState {
+    /// A trade as WeChat Pay's query answers it.
+    fn transaction(&self, out_trade_no: &str, trade: &Trade) -> Value {
+        let total = trade.request["amount"]["total"].as_u64().unwrap_or(0);
+        let mut transaction = self.platform.transaction(out_trade_no, &trade.state, total);
+        match &trade.transaction_id {
+            Some(id) => transaction["transaction_id"] = json!(id),
+            None => {
+                for unpaid in ["transaction_id", "success_time", "payer", "bank_type"] {
+                    transaction.as_object_mut().map(|t| t.remove(unpaid));
+                }
+            }
+        }
+        transaction
+    }
 }
 
 fn open_trade(state: &FakeState, kind: &str, body: &[u8]) -> (StatusCode, Value) {
@@ -126,9 +243,14 @@ fn open_trade(state: &FakeState, kind: &str, body: &[u8]) -> (StatusCode, Value)
         request: request.clone(),
         state: "NOTPAY".into(),
         prepay_id: format!("wx{}", uuid::Uuid::new_v4().simple()),
+        transaction_id: None,
     });
+    trade.expire(Timestamp::now());
     if trade.state == "SUCCESS" {
         return error(StatusCode::BAD_REQUEST, "ORDERPAID", "订单已支付");
+    }
+    if trade.state == "CLOSED" {
+        return error(StatusCode::BAD_REQUEST, "ORDER_CLOSED", "订单已关闭");
     }
     if trade.request != request {
         return error(StatusCode::BAD_REQUEST, "INVALID_REQUEST", "201 商户订单号重复");
@@ -142,9 +264,10 @@ fn open_trade(state: &FakeState, kind: &str, body: &[u8]) -> (StatusCode, Value)
     }
 }
 
-/// An answer signed as the platform signs: `Wechatpay-*` headers over `<timestamp>\n<nonce>\n<body>\n`.
-fn signed_answer(state: &FakeState, status: StatusCode, answer: &Value) -> Response {
-    let body = answer.to_string();
+/// An answer signed as the platform signs: `Wechatpay-*` headers over `<timestamp>\n<nonce>\n<body>\n`
+/// (an empty body for none).
+fn signed_answer(state: &FakeState, status: StatusCode, answer: Option<&Value>) -> Response {
+    let body = answer.map(Value::to_string).unwrap_or_default();
     let timestamp = Timestamp::now().unix_seconds().to_string();
     let nonce = uuid::Uuid::new_v4().simple().to_string();
     let signature = state
@@ -156,7 +279,11 @@ fn signed_answer(state: &FakeState, status: StatusCode, answer: &Value) -> Respo
     } else {
         body
     };
-    let mut response = (status, [("content-type", "application/json")], body).into_response();
+    let mut response = if answer.is_some() {
+        (status, [("content-type", "application/json")], body).into_response()
+    } else {
+        status.into_response()
+    };
     let headers = response.headers_mut();
     for (name, value) in [
         ("wechatpay-timestamp", timestamp),
@@ -184,6 +311,7 @@ impl FakeWechatPay {
             trades: Mutex::new(HashMap::new()),
             requests: AtomicUsize::new(0),
             prepay_calls: AtomicUsize::new(0),
+            closes: AtomicUsize::new(0),
             delay_ms: AtomicU64::new(0),
             failing: AtomicBool::new(false),
             tamper: AtomicBool::new(false),
@@ -192,6 +320,8 @@ impl FakeWechatPay {
         let base_url = format!("http://{}", listener.local_addr()?);
         let app = Router::new()
             .route("/v3/pay/transactions/{kind}", post(prepay))
+            .route("/v3/pay/transactions/out-trade-no/{out_trade_no}", get(query))
+            .route("/v3/pay/transactions/out-trade-no/{out_trade_no}/close", post(close))
             .with_state(state.clone());
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -213,11 +343,20 @@ impl FakeWechatPay {
     /// amount the trade's, its id fresh) is returned. `None` for a trade it does not keep or no longer open.
     pub fn pay(&self, out_trade_no: &str) -> Option<Posted> {
         let mut trades = self.state.trades.lock().unwrap_or_else(|p| p.into_inner());
-        let trade = trades.get_mut(out_trade_no).filter(|t| t.state == "NOTPAY")?;
+        let trade = trades.get_mut(out_trade_no)?;
+        trade.expire(Timestamp::now());
+        if trade.state != "NOTPAY" {
+            return None;
+        }
         trade.state = "SUCCESS".into();
-        let total = trade.request["amount"]["total"].as_u64()?;
-        let id = uuid::Uuid::new_v4().to_string();
-        Some(self.state.platform.notification(&id, out_trade_no, "SUCCESS", total))
+        trade.transaction_id = Some(format!("4200002{}", &uuid::Uuid::new_v4().simple().to_string()[..21]));
+        let transaction = self.state.transaction(out_trade_no, trade);
+        let body = WechatPaySimulator::body(
+            &uuid::Uuid::new_v4().to_string(),
+            &self.state.platform.apiv3_key,
+            &transaction,
+        );
+        Some(self.state.platform.post(body, Timestamp::now().unix_seconds()))
     }
 
     /// [`pay`](Self::pay), then posts the notification to the trade's `notify_url` as WeChat Pay does;
@@ -242,6 +381,11 @@ impl FakeWechatPay {
     /// Every request received, answered or not.
     pub fn requests(&self) -> usize {
         self.state.requests.load(Ordering::SeqCst)
+    }
+
+    /// Close requests that passed the signature check.
+    pub fn closes(&self) -> usize {
+        self.state.closes.load(Ordering::SeqCst)
     }
 
     /// Prepay requests that passed the signature check.

@@ -217,3 +217,13 @@ pub async fn checkout(
     };
     read(checkout_payment::handle(&env.svc, request("POST", &path, user, text.as_bytes())).await)
 }
+
+/// How many entries of a payment's `logs` (as a response shows it) record `event`.
+pub fn logged(payment: &Value, event: &str) -> usize {
+    payment["logs"]
+        .as_array()
+        .expect("a payment's logs")
+        .iter()
+        .filter(|l| l["event"] == event)
+        .count()
+}

@@ -160,7 +160,8 @@ impl TestEnv {
                 let mut stmt = conn
                     .prepare(
                         "SELECT id FROM orders WHERE status = 'pending'
-                         UNION SELECT id FROM payments WHERE status IN ('init', 'processing')",
+                         UNION SELECT id FROM payments WHERE status IN ('init', 'processing')
+                         UNION SELECT id FROM payments WHERE json_extract(doc, '$.close_pending') = 1",
                     )
                     .expect("prepare");
                 let ids = stmt

@@ -1,5 +1,5 @@
 //! cancel_order: `POST /api/orders/{order_id}/cancel/`, the shopper cancels a pending order; its stock
-//! returns and its open payments expire, in one write.
+//! returns and its open payments expire, in one write, once their trades are closed at the providers.
 
 use domain::usecases::{cancel_order, Services};
 use infra::http;
@@ -11,7 +11,7 @@ pub async fn handle(svc: &Services, req: Request) -> Response<Body> {
     http::respond(req, |req| async move {
         let user = http::caller(&req)?;
         let id = http::order_id(&req)?;
-        let cancelled = cancel_order(svc.updates.as_ref(), svc.clock.as_ref(), &user, &id).await?;
+        let cancelled = cancel_order(&svc.closer(), &user, &id).await?;
         http::json(
             StatusCode::OK,
             &serde_json::json!({ "order": cancelled.order, "payments": cancelled.payments }),

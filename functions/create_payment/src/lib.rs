@@ -32,8 +32,7 @@ pub async fn handle(svc: &Services, req: Request) -> Response<Body> {
         let keyed = idempotency
             .as_ref()
             .map(|request| (request, render as domain::usecases::RenderPayment));
-        let (updates, orders, clock) = (svc.updates.as_ref(), svc.orders.as_ref(), svc.clock.as_ref());
-        let answer = create_payment(updates, orders, clock, &user, &id, &cmd, keyed).await?;
+        let answer = create_payment(&svc.closer(), svc.orders.as_ref(), &user, &id, &cmd, keyed).await?;
         http::answered(answer, |(order, payment)| Ok(render(order, payment)))
     })
     .await

@@ -14,11 +14,5 @@ pub const SAFETY_MARGIN: Duration = Duration::from_secs(3);
 pub async fn handle(svc: &Services, event: EventBridgeEvent, deadline: SystemTime) -> Result<SweepReport, StoreError> {
     tracing::info!(event_id = ?event.id, time = ?event.time, "expiry sweep triggered");
     let stop_at = deadline.checked_sub(SAFETY_MARGIN).unwrap_or(deadline);
-    sweep(
-        svc.expiry.as_ref(),
-        svc.updates.as_ref(),
-        svc.clock.as_ref(),
-        &move || SystemTime::now() < stop_at,
-    )
-    .await
+    sweep(svc.expiry.as_ref(), &svc.closer(), &move || SystemTime::now() < stop_at).await
 }

@@ -3,7 +3,7 @@
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
     infra::telemetry::init();
-    let services = infra::lambda::services(&infra::lambda::Config::from_env()?).await;
+    let services = infra::lambda::services_with_providers(&infra::lambda::Config::from_env()?).await?;
     infra::lambda::run_scheduled(services, |svc, event, deadline| {
         Box::pin(expire_payments::handle(svc, event, deadline))
     })

@@ -5,7 +5,7 @@
 //! | product  | `PRODUCT#<id>`    | `#PRODUCT`          |                                                    |
 //! | address  | `ADDRESS#<id>`    | `#ADDRESS`          |                                                    |
 //! | order    | `ORDER#<id>`      | `#ORDER`            | `owner` + `created_at` (by_owner); `expiry_shard` + `expiry_at` while pending (by_expiry) |
-//! | payment  | `ORDER#<order>`   | `PAYMENT#<id>`      | `payment_id` (by_payment); `expiry_shard` + `expiry_at` while open (by_expiry) |
+//! | payment  | `ORDER#<order>`   | `PAYMENT#<id>`      | `payment_id` (by_payment); `expiry_shard` + `expiry_at` while open or `close_pending` (by_expiry) |
 //!
 //! An order and its payments share a partition, so `get_order` is one strongly consistent query.
 
@@ -122,11 +122,11 @@ pub fn order_index_attributes(order: &Order) -> Vec<(&'static str, String)> {
     attributes
 }
 
-/// The index attributes of a payment item: its id always (by_payment); its expiry while it is open
-/// (by_expiry).
+/// The index attributes of a payment item: its id always (by_payment); its expiry while it is open or
+/// still owes its trade a close (by_expiry, [`Payment::awaits_close`]).
 pub fn payment_index_attributes(payment: &Payment) -> Vec<(&'static str, String)> {
     let mut attributes = vec![(PAYMENT_ID, payment.id.to_string())];
-    if payment.status.is_open() {
+    if payment.awaits_close() {
         attributes.push((EXPIRY_SHARD, expiry_shard("payment", payment.id.as_str())));
         attributes.push((EXPIRY_AT, payment.expires_at.to_rfc3339()));
     }

@@ -279,10 +279,29 @@ impl AlipayClient {
         method: &str,
         biz_content: &serde_json::Value,
     ) -> Result<serde_json::Value, domain::ports::ProviderError> {
-        super::call_provider(&self.breaker, "alipay", method, || self.try_once(method, biz_content)).await
+        self.call_accepting(method, biz_content, &[]).await
     }
 
-    async fn try_once(&self, method: &str, biz_content: &serde_json::Value) -> Result<serde_json::Value, TryError> {
+    /// [`call`](Self::call), with a business failure whose `sub_code` is in `accept` returned as an
+    /// answer for the caller to judge.
+    pub async fn call_accepting(
+        &self,
+        method: &str,
+        biz_content: &serde_json::Value,
+        accept: &[&str],
+    ) -> Result<serde_json::Value, domain::ports::ProviderError> {
+        super::call_provider(&self.breaker, "alipay", method, || {
+            self.try_once(method, biz_content, accept)
+        })
+        .await
+    }
+
+    async fn try_once(
+        &self,
+        method: &str,
+        biz_content: &serde_json::Value,
+        accept: &[&str],
+    ) -> Result<serde_json::Value, TryError> {
         use domain::ports::ProviderError;
         let params = self.app.signed_params(method, biz_content, Timestamp::now(), None);
         let form = form_urlencoded::Serializer::new(String::new())
@@ -312,6 +331,7 @@ impl AlipayClient {
         let sub_code = answer["sub_code"].as_str().unwrap_or("").to_owned();
         match (code.as_str(), sub_code.as_str()) {
             ("10000", _) => Ok(answer),
+            ("40004", sub_code) if accept.contains(&sub_code) => Ok(answer),
             (_, "ACQ.TRADE_HAS_SUCCESS") => Err(TryError::Final(ProviderError::AlreadyPaid)),
             ("20000", _) | (_, "ACQ.SYSTEM_ERROR") => {
                 Err(TryError::Transient(format!("Alipay answered {code} {sub_code}")))
@@ -344,6 +364,66 @@ impl AlipayClient {
         let mut out = serde_json::Map::new();
         out.insert("qr_code".into(), qr_code.into());
         Ok(out)
+    }
+
+    /// Closes the trade `out_trade_no` (`alipay.trade.close`). A trade Alipay does not know (a page
+    /// payment never opened), already closed or already paid is no error here: the query that follows
+    /// says which.
+    pub async fn close(&self, out_trade_no: &str) -> Result<(), domain::ports::ProviderError> {
+        let biz = serde_json::json!({ "out_trade_no": out_trade_no });
+        let settled = [
+            "ACQ.TRADE_NOT_EXIST",
+            "ACQ.TRADE_STATUS_ERROR",
+            "ACQ.TRADE_HAS_CLOSE",
+            "ACQ.TRADE_HAS_SUCCESS",
+        ];
+        self.call_accepting("alipay.trade.close", &biz, &settled)
+            .await
+            .map(|_| ())
+    }
+
+    /// The trade `out_trade_no` as Alipay reports it (`alipay.trade.query`): `TRADE_SUCCESS` or
+    /// `TRADE_FINISHED` is paid, with its `trade_no`, `total_amount` in yuan and `send_pay_date` (China
+    /// time); `TRADE_CLOSED` and a trade it does not know (`ACQ.TRADE_NOT_EXIST`) are closed;
+    /// `WAIT_BUYER_PAY` is open.
+    pub async fn query(&self, out_trade_no: &str) -> Result<domain::closing::TradeState, domain::ports::ProviderError> {
+        use domain::closing::TradeState;
+        use domain::ports::ProviderError;
+        let biz = serde_json::json!({ "out_trade_no": out_trade_no });
+        let answer = self
+            .call_accepting("alipay.trade.query", &biz, &["ACQ.TRADE_NOT_EXIST"])
+            .await?;
+        if answer["code"] != "10000" {
+            return Ok(TradeState::Closed);
+        }
+        let unreadable = |what: &str| ProviderError::Unavailable(format!("Alipay query answer: {what}").into());
+        if answer["out_trade_no"] != out_trade_no {
+            return Err(unreadable("not this trade"));
+        }
+        match answer["trade_status"].as_str() {
+            Some("TRADE_SUCCESS" | "TRADE_FINISHED") => {
+                let provider_txn_id = answer["trade_no"]
+                    .as_str()
+                    .ok_or_else(|| unreadable("no trade_no"))?
+                    .to_owned();
+                let amount = answer["total_amount"]
+                    .as_str()
+                    .and_then(|yuan| domain::Money::parse(yuan).ok())
+                    .ok_or_else(|| unreadable("no total_amount"))?;
+                let paid_at = answer["send_pay_date"]
+                    .as_str()
+                    .and_then(beijing_time)
+                    .unwrap_or_else(Timestamp::now);
+                Ok(TradeState::Paid {
+                    provider_txn_id,
+                    amount,
+                    paid_at,
+                })
+            }
+            Some("TRADE_CLOSED") => Ok(TradeState::Closed),
+            Some(_) => Ok(TradeState::Open),
+            None => Err(unreadable("no trade_status")),
+        }
     }
 }
 

@@ -334,24 +334,51 @@ impl WechatPayClient {
         path: &str,
         body: &serde_json::Value,
     ) -> Result<serde_json::Value, domain::ports::ProviderError> {
-        let body = body.to_string();
-        super::call_provider(&self.breaker, "wechatpay", path, || self.try_once(path, &body)).await
+        Ok(self.request("POST", path, Some(body), &[]).await?.1)
     }
 
-    async fn try_once(&self, path: &str, body: &str) -> Result<serde_json::Value, TryError> {
+    /// `method path` (with its query) and `body`, signed; the verified answer: its status and JSON
+    /// (`null` for an empty one, as a `204`). An error answer whose `code` is in `accept` is returned as
+    /// an answer for the caller to judge; any other is a provider error.
+    pub async fn request(
+        &self,
+        method: &'static str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        accept: &[&str],
+    ) -> Result<(u16, serde_json::Value), domain::ports::ProviderError> {
+        let body = body.map(serde_json::Value::to_string).unwrap_or_default();
+        super::call_provider(&self.breaker, "wechatpay", path, || {
+            self.try_once(method, path, &body, accept)
+        })
+        .await
+    }
+
+    async fn try_once(
+        &self,
+        method: &'static str,
+        path: &str,
+        body: &str,
+        accept: &[&str],
+    ) -> Result<(u16, serde_json::Value), TryError> {
         use domain::ports::ProviderError;
         let now = Timestamp::now();
         let nonce = uuid::Uuid::new_v4().simple().to_string().to_uppercase();
         let authorization = self
             .merchant
-            .authorization("POST", path, body, now.unix_seconds(), &nonce);
-        let response = self
-            .http
-            .post(format!("{}{path}", self.merchant.base_url))
+            .authorization(method, path, body, now.unix_seconds(), &nonce);
+        let url = format!("{}{path}", self.merchant.base_url);
+        let request = match method {
+            "GET" => self.http.get(url),
+            _ => self
+                .http
+                .post(url)
+                .header("Content-Type", "application/json")
+                .body(body.to_owned()),
+        };
+        let response = request
             .header("Authorization", authorization)
             .header("Accept", "application/json")
-            .header("Content-Type", "application/json")
-            .body(body.to_owned())
             .send()
             .await
             .map_err(|e| TryError::Transient(format!("WeChat Pay request failed: {e}")))?;
@@ -368,13 +395,19 @@ impl WechatPayClient {
         self.platform
             .verify_signed(&header, &text, Timestamp::now())
             .map_err(|why| TryError::Transient(format!("WeChat Pay answer not verified: {why}")))?;
-        let answer: serde_json::Value =
-            serde_json::from_slice(&text).map_err(|_| TryError::Transient("WeChat Pay answer is not JSON".into()))?;
+        let answer: serde_json::Value = if text.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_slice(&text).map_err(|_| TryError::Transient("WeChat Pay answer is not JSON".into()))?
+        };
         if (200..300).contains(&status) {
-            return Ok(answer);
+            return Ok((status, answer));
         }
         let code = answer["code"].as_str().unwrap_or("").to_owned();
         let message = answer["message"].as_str().unwrap_or("").to_owned();
+        if accept.contains(&code.as_str()) {
+            return Ok((status, answer));
+        }
         Err(match code.as_str() {
             "ORDERPAID" => TryError::Final(ProviderError::AlreadyPaid),
             "SYSTEM_ERROR" | "FREQUENCY_LIMITED" | "BANK_ERROR" => {
@@ -387,6 +420,70 @@ impl WechatPayClient {
                 ))
             }
         })
+    }
+
+    /// Closes the trade `out_trade_no` (`POST /v3/pay/transactions/out-trade-no/{out_trade_no}/close`,
+    /// body `{"mchid"}`, answered `204`). A trade already paid, closed or never opened is no error here:
+    /// the query that follows says which.
+    pub async fn close(&self, out_trade_no: &str) -> Result<(), domain::ports::ProviderError> {
+        let path = format!("/v3/pay/transactions/out-trade-no/{out_trade_no}/close");
+        let body = serde_json::json!({ "mchid": self.merchant.mchid });
+        let settled = [
+            "ORDERPAID",
+            "ORDER_CLOSED",
+            "ORDERNOTEXIST",
+            "ORDER_NOT_EXIST",
+            "TRADE_ERROR",
+        ];
+        self.request("POST", &path, Some(&body), &settled).await.map(|_| ())
+    }
+
+    /// The trade `out_trade_no` as WeChat Pay reports it (`GET
+    /// /v3/pay/transactions/out-trade-no/{out_trade_no}?mchid=…`): `SUCCESS` (or `REFUND`, paid and since
+    /// refunded) is paid, with its `transaction_id`, `amount.total` in fen and `success_time`;
+    /// `CLOSED`, `REVOKED`, `PAYERROR` and a trade it does not know are closed; `NOTPAY`, `USERPAYING`
+    /// are open.
+    pub async fn query(&self, out_trade_no: &str) -> Result<domain::closing::TradeState, domain::ports::ProviderError> {
+        use domain::closing::TradeState;
+        use domain::ports::ProviderError;
+        let path = format!(
+            "/v3/pay/transactions/out-trade-no/{out_trade_no}?mchid={}",
+            self.merchant.mchid
+        );
+        let (status, answer) = self
+            .request("GET", &path, None, &["ORDER_NOT_EXIST", "ORDERNOTEXIST"])
+            .await?;
+        if status == 404 || answer["code"].is_string() {
+            return Ok(TradeState::Closed);
+        }
+        let unreadable = |what: &str| ProviderError::Unavailable(format!("WeChat Pay query answer: {what}").into());
+        if answer["out_trade_no"] != out_trade_no || answer["mchid"] != self.merchant.mchid.as_str() {
+            return Err(unreadable("not this merchant's trade"));
+        }
+        match answer["trade_state"].as_str() {
+            Some("SUCCESS" | "REFUND") => {
+                let provider_txn_id = answer["transaction_id"]
+                    .as_str()
+                    .ok_or_else(|| unreadable("no transaction_id"))?
+                    .to_owned();
+                let amount = answer["amount"]["total"]
+                    .as_u64()
+                    .and_then(|fen| domain::Money::from_fen(fen).ok())
+                    .ok_or_else(|| unreadable("no amount.total"))?;
+                let paid_at = answer["success_time"]
+                    .as_str()
+                    .and_then(|t| Timestamp::parse(t).ok())
+                    .unwrap_or_else(Timestamp::now);
+                Ok(TradeState::Paid {
+                    provider_txn_id,
+                    amount,
+                    paid_at,
+                })
+            }
+            Some("CLOSED" | "REVOKED" | "PAYERROR") => Ok(TradeState::Closed),
+            Some(_) => Ok(TradeState::Open),
+            None => Err(unreadable("no trade_state")),
+        }
     }
 
     /// A prepay for `request` (native or JSAPI): the trade opened under `out_trade_no` = the payment

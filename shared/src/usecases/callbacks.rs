@@ -173,8 +173,12 @@ pub fn event_outcome(
             ("refund_required", RefundRequired)
         }
     };
-    if payment.provider_txn_id.is_none() && matches!(outcome, Applied(..) | RefundRequired) {
-        payment.provider_txn_id = Some(event.provider_txn_id.clone());
+    if matches!(outcome, Applied(..) | RefundRequired) {
+        if payment.provider_txn_id.is_none() {
+            payment.provider_txn_id = Some(event.provider_txn_id.clone());
+        }
+        // Paid or failed at the provider, its trade is no longer open: no close is owed any more.
+        payment.close_pending = false;
     }
     payment.log(log, details, Some(event.event_id.as_str()), now);
     change.payment(payment);

@@ -3,12 +3,13 @@
 
 use serde_json::json;
 
-use crate::change::{update_with, Change, OrderWithPayments};
+use crate::change::{Change, OrderWithPayments};
+use crate::closing::guarded;
 use crate::error::ServiceError;
 use crate::ids::{OrderId, UserId};
 use crate::order::OrderStatus;
-use crate::ports::{Clock, OrderUpdates};
 use crate::time::Timestamp;
+use crate::usecases::closing::{shopper_let_go, Closer};
 
 /// The change that cancels a pending order: order `→ cancelled` by `operator`, every open payment `→
 /// expired` (logged as `payment_event`), the quantity back to a locally stocked product. `None` if the
@@ -30,18 +31,17 @@ pub(crate) fn cancellation(
     Some(change)
 }
 
-/// Cancels the caller's order and answers it with its payments as they now are.
-pub async fn cancel_order(
-    updates: &dyn OrderUpdates,
-    clock: &dyn Clock,
-    user: &UserId,
-    id: &OrderId,
-) -> Result<OrderWithPayments, ServiceError> {
-    let (user, now) = (user.clone(), clock.now());
-    update_with(updates, id, move |state| shopper_cancel(state, &user, now))
-        .await?
-        .without_key()?
-        .unwrap_or(Err(ServiceError::OrderNotFound))
+/// Cancels the caller's order and answers it with its payments as they now are. A trade open at a
+/// provider is closed first: found paid, the order is paid instead (`409 ORDER_NOT_CANCELLABLE`); the
+/// provider unreachable, nothing changes (`503 PROVIDER_UNAVAILABLE`).
+pub async fn cancel_order(closer: &Closer<'_>, user: &UserId, id: &OrderId) -> Result<OrderWithPayments, ServiceError> {
+    let (user, now) = (user.clone(), closer.clock.now());
+    shopper_let_go(closer, id, None, move |state, closings| {
+        guarded(state, closings, shopper_cancel(state, &user, now))
+    })
+    .await?
+    .without_key()?
+    .unwrap_or(Err(ServiceError::OrderNotFound))
 }
 
 /// Pending: cancel. Already cancelled: answer it again and write nothing (stock returns once). Any other

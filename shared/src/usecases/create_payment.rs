@@ -3,15 +3,17 @@
 
 use serde_json::{json, Value};
 
-use crate::change::{update_with, Change, Decided, OrderWithPayments};
+use crate::change::{Change, Decided, OrderWithPayments};
+use crate::closing::guarded;
 use crate::error::ServiceError;
 use crate::idempotency::{IdempotencyRecord, IdempotentRequest, StoredResponse};
 use crate::ids::{OrderId, PaymentId, UserId};
 use crate::money::Money;
 use crate::order::{Order, OrderStatus};
 use crate::payment::Payment;
-use crate::ports::{Clock, OrderStore, OrderUpdates};
+use crate::ports::OrderStore;
 use crate::time::Timestamp;
+use crate::usecases::closing::{shopper_let_go, Closer, KeyFirst};
 use crate::usecases::idempotent::{at_most_once, Answered, Attempt};
 use crate::usecases::request::CreatePayment;
 
@@ -19,21 +21,27 @@ use crate::usecases::request::CreatePayment;
 pub type RenderPayment = fn(&Order, &Payment) -> Value;
 
 /// Creates a payment for order `id` on behalf of `user`, at most once per idempotency key: the key's
-/// record rides in the payment's write ([`at_most_once`]).
+/// record rides in the payment's write ([`at_most_once`]). The trade of an open payment it supersedes is
+/// closed at its provider first: found paid, the order is paid (`400 INVALID_ORDER_STATUS`); the
+/// provider unreachable, nothing changes (`503 PROVIDER_UNAVAILABLE`).
 pub async fn create_payment(
-    updates: &dyn OrderUpdates,
+    closer: &Closer<'_>,
     orders: &dyn OrderStore,
-    clock: &dyn Clock,
     user: &UserId,
     id: &OrderId,
     cmd: &CreatePayment,
     idempotency: Option<(&IdempotentRequest, RenderPayment)>,
 ) -> Result<Answered<(Order, Payment)>, ServiceError> {
-    let now = clock.now();
+    let (clock, now) = (closer.clock, closer.clock.now());
     let (user_id, cmd) = (user.clone(), cmd.clone());
     let new_id = PaymentId::generate();
     let keyed = idempotency.map(|(request, render)| (request.clone(), render));
-    let decided = update_with(updates, id, move |state| {
+    let key = idempotency.map(|(request, _)| KeyFirst {
+        records: orders,
+        user,
+        request,
+    });
+    let decided = shopper_let_go(closer, id, key, move |state, closings| {
         let (outcome, mut change) = new_payment(state, &user_id, &cmd, &new_id, now);
         if let (Ok((order, payment)), Some(change), Some((request, render))) = (&outcome, change.as_mut(), &keyed) {
             let response = StoredResponse {
@@ -42,7 +50,7 @@ pub async fn create_payment(
             };
             change.idempotency = Some(IdempotencyRecord::new(&user_id, request, response, now));
         }
-        (outcome, change)
+        guarded(state, closings, (outcome, change))
     })
     .await;
     let attempt = match decided? {

@@ -4,11 +4,13 @@
 use serde::Serialize;
 use serde_json::json;
 
-use crate::change::{update_with, Change, OrderWithPayments};
+use crate::change::{Change, OrderWithPayments};
+use crate::closing::{Closings, Guard, LetGo, CLOSE_GRACE_MINUTES};
 use crate::payment::PaymentStatus;
-use crate::ports::{Clock, Due, ExpiryIndex, OrderUpdates, StoreError};
+use crate::ports::{Due, ExpiryIndex, StoreError};
 use crate::time::Timestamp;
 use crate::usecases::cancel::cancellation;
+use crate::usecases::closing::{let_go, Closer};
 use crate::OrderStatus;
 
 /// Due entries read from the index per page.
@@ -23,6 +25,16 @@ pub struct SweepReport {
     pub cancelled: usize,
     /// Payments expired alone (their order still within its deadline).
     pub expired: usize,
+    /// Orders found paid when their trade was closed: the success applied, nothing cancelled.
+    pub paid_on_close: usize,
+    /// Orders cancelled or payments expired with their provider unreachable past the grace period,
+    /// marked `close_pending` for later sweeps.
+    pub close_pending: usize,
+    /// `close_pending` trades closed at last, their mark cleared.
+    pub close_confirmed: usize,
+    /// Entries left for the next sweep because their provider could not close a trade (within the
+    /// grace period, or still owing a pending close).
+    pub awaiting_close: usize,
     /// Entries already settled when judged: by a callback, the shopper, another sweep, or earlier in this
     /// one (a payment listed on the same page as its order).
     pub skipped: usize,
@@ -35,24 +47,37 @@ pub struct SweepReport {
 /// What the sweep decided for one entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Expiry {
-    /// The order was cancelled.
-    Cancelled,
-    /// The payment was expired alone.
-    PaymentExpired,
+    /// The order was cancelled; `close_pending` if a trade of it could not be closed.
+    Cancelled {
+        /// A trade was left to close later.
+        close_pending: bool,
+    },
+    /// The payment was expired alone; `close_pending` if its trade could not be closed.
+    PaymentExpired {
+        /// Its trade was left to close later.
+        close_pending: bool,
+    },
+    /// A pending close went through: the payment's mark cleared.
+    CloseConfirmed,
+    /// A trade could not be closed: left for the next sweep.
+    AwaitingClose,
     /// Nothing to do any more.
     Skipped,
 }
 
-/// Sweeps every due entry, page by page, while `keep_going` says there is time left.
+/// Sweeps every due entry, page by page, while `keep_going` says there is time left, closing each trade
+/// it lets go at its provider first.
 pub async fn sweep(
     expiry: &dyn ExpiryIndex,
-    updates: &dyn OrderUpdates,
-    clock: &dyn Clock,
+    closer: &Closer<'_>,
     keep_going: &(dyn Fn() -> bool + Send + Sync),
 ) -> Result<SweepReport, StoreError> {
-    let now = clock.now();
+    let now = closer.clock.now();
     let mut report = SweepReport::default();
     let mut after: Option<String> = None;
+    // Orders whose trade could not be closed in this sweep: their other entries wait with them, rather
+    // than asking a provider that just failed again.
+    let mut awaiting: Vec<crate::ids::OrderId> = Vec::new();
     'pages: loop {
         if !keep_going() {
             break;
@@ -64,11 +89,37 @@ pub async fn sweep(
             }
             report.found += 1;
             let id = due.order_id().clone();
-            let decided = update_with(updates, &id, move |state| expire_due(state, &due, now)).await;
-            match decided.and_then(crate::change::Decided::without_key) {
-                Ok(Some(Expiry::Cancelled)) => report.cancelled += 1,
-                Ok(Some(Expiry::PaymentExpired)) => report.expired += 1,
-                Ok(Some(Expiry::Skipped) | None) => report.skipped += 1,
+            if awaiting.contains(&id) {
+                report.skipped += 1;
+                continue;
+            }
+            let decided = let_go(closer, &id, None, move |state, closings| {
+                expire_due(state, &due, closings, now)
+            })
+            .await;
+            match decided.and_then(|(decided, closings)| Ok((decided.without_key()?, closings))) {
+                Ok((_, closings)) if !closings.paid.is_empty() => report.paid_on_close += 1,
+                Ok((Some(LetGo::Decided(expiry)), _)) => match expiry {
+                    Expiry::Cancelled { close_pending } => {
+                        report.cancelled += 1;
+                        report.close_pending += usize::from(close_pending);
+                    }
+                    Expiry::PaymentExpired { close_pending } => {
+                        report.expired += 1;
+                        report.close_pending += usize::from(close_pending);
+                    }
+                    Expiry::CloseConfirmed => report.close_confirmed += 1,
+                    Expiry::AwaitingClose => {
+                        report.awaiting_close += 1;
+                        awaiting.push(id);
+                    }
+                    Expiry::Skipped => report.skipped += 1,
+                },
+                Ok((Some(LetGo::Close(_) | LetGo::Unreachable(_)), _)) => {
+                    report.awaiting_close += 1;
+                    awaiting.push(id);
+                }
+                Ok((None, _)) => report.skipped += 1,
                 Err(err) => {
                     report.failed += 1;
                     tracing::error!(order_id = %id, error = %crate::error::error_chain(&err), "could not expire; the next sweep retries");
@@ -87,38 +138,89 @@ pub async fn sweep(
     Ok(report)
 }
 
+/// One due entry against its order as the store holds it and what closing found so far
+/// ([`expiry_of`]), held back while a trade it lets go is not closed: closed first; its provider
+/// unreachable, left for the next sweep until [`CLOSE_GRACE_MINUTES`] past the deadline, then let go
+/// anyway with the payment marked `close_pending`.
+pub fn expire_due(
+    state: &OrderWithPayments,
+    due: &Due,
+    closings: &Closings,
+    now: Timestamp,
+) -> (LetGo<Expiry>, Option<Change>) {
+    let (expiry, change) = expiry_of(state, due, now);
+    let Some(mut change) = change else {
+        return (LetGo::Decided(expiry), None);
+    };
+    let trades = match closings.guard(state, &change) {
+        Guard::Go => return (LetGo::Decided(expiry), Some(change)),
+        Guard::Close(trades) => return (LetGo::Close(trades), None),
+        Guard::Unreachable(trades) => trades,
+    };
+    let deadline = match (expiry, due) {
+        (Expiry::Cancelled { .. }, _) | (_, Due::Order(_)) => state.order.payment_deadline,
+        (_, Due::Payment(_, id)) => state
+            .payments
+            .iter()
+            .find(|p| &p.id == id)
+            .map_or(state.order.payment_deadline, |p| p.expires_at),
+    };
+    if expiry == Expiry::CloseConfirmed || now < deadline.plus_minutes(CLOSE_GRACE_MINUTES) {
+        return (LetGo::Decided(Expiry::AwaitingClose), None);
+    }
+    for trade in &trades {
+        if let Some(payment) = change.payments.iter_mut().find(|p| p.id == trade.payment_id) {
+            payment.close_pending = true;
+            payment.log(
+                "close_pending",
+                json!({ "provider": trade.provider.as_str(), "reason": "provider unreachable past the grace period" }),
+                None,
+                now,
+            );
+        }
+    }
+    let expiry = match expiry {
+        Expiry::Cancelled { .. } => Expiry::Cancelled { close_pending: true },
+        _ => Expiry::PaymentExpired { close_pending: true },
+    };
+    (LetGo::Decided(expiry), Some(change))
+}
+
 /// One due entry against its order as the store holds it: cancel the order if it is pending past its
 /// deadline; else expire the payment if it is open past its own expiry and its order is pending; else
-/// nothing (a callback, the shopper or an earlier sweep got there first).
-pub fn expire_due(state: &OrderWithPayments, due: &Due, now: Timestamp) -> (Expiry, Option<Change>) {
+/// clear a payment's `close_pending` mark (its trade closed now); else nothing (a callback, the shopper
+/// or an earlier sweep got there first).
+pub fn expiry_of(state: &OrderWithPayments, due: &Due, now: Timestamp) -> (Expiry, Option<Change>) {
     let order = &state.order;
     if order.status == OrderStatus::Pending && now >= order.payment_deadline {
         if let Some(change) = cancellation(state, "system:expiry", "支付超时，订单自动取消", "expired", now)
         {
-            return (Expiry::Cancelled, Some(change));
+            return (Expiry::Cancelled { close_pending: false }, Some(change));
         }
     }
-    if let Due::Payment(_, payment_id) = due {
-        let open = state
-            .payments
-            .iter()
-            .find(|p| &p.id == payment_id && p.status.is_open() && now >= p.expires_at);
-        if let (Some(open), OrderStatus::Pending) = (open, order.status) {
-            let mut change = Change::of(state, now);
-            let mut payment = open.clone();
-            if payment
-                .transition(
-                    PaymentStatus::Expired,
-                    "expired",
-                    json!({ "reason": "payment window passed" }),
-                    now,
-                )
-                .is_ok()
-            {
-                change.payment(payment);
-                return (Expiry::PaymentExpired, Some(change));
-            }
+    let Due::Payment(_, payment_id) = due else {
+        return (Expiry::Skipped, None);
+    };
+    let Some(payment) = state.payments.iter().find(|p| &p.id == payment_id) else {
+        return (Expiry::Skipped, None);
+    };
+    let mut change = Change::of(state, now);
+    let mut updated = payment.clone();
+    if payment.status.is_open() && now >= payment.expires_at && order.status == OrderStatus::Pending {
+        let window = json!({ "reason": "payment window passed" });
+        if updated
+            .transition(PaymentStatus::Expired, "expired", window, now)
+            .is_ok()
+        {
+            change.payment(updated);
+            return (Expiry::PaymentExpired { close_pending: false }, Some(change));
         }
+    }
+    if payment.close_pending && !payment.status.is_open() {
+        updated.close_pending = false;
+        updated.log("closed_at_provider", json!({ "after": "close_pending" }), None, now);
+        change.payment(updated);
+        return (Expiry::CloseConfirmed, Some(change));
     }
     (Expiry::Skipped, None)
 }

@@ -3,6 +3,7 @@
 mod callbacks;
 mod cancel;
 mod checkout;
+pub mod closing;
 mod create_orders;
 mod create_payment;
 pub mod expiry;
@@ -21,6 +22,7 @@ use crate::ports::{
 pub use callbacks::{apply_callback, enqueue_callback, CallbackOutcome};
 pub use cancel::cancel_order;
 pub use checkout::{checkout_payment, Checkouts};
+pub use closing::Closer;
 pub use create_orders::{create_orders, Created, Idempotency, Placing};
 pub use create_payment::{create_payment, RenderPayment};
 pub use expiry::{sweep, SweepReport};
@@ -44,7 +46,8 @@ pub struct Services {
     pub list: Arc<dyn OrderList>,
     /// The supplier's stock API.
     pub supplier: Arc<dyn SupplierStock>,
-    /// The payment providers' checkout (none but in the function that checks out).
+    /// The payment providers: checkout, close and query (none in the functions that never let a
+    /// checked-out payment go).
     pub gateway: Arc<dyn PaymentGateway>,
     /// The time.
     pub clock: Arc<dyn Clock>,
@@ -79,9 +82,17 @@ impl Services {
     pub fn checkouts(&self) -> Checkouts<'_> {
         Checkouts {
             orders: self.orders.as_ref(),
+            closer: self.closer(),
+        }
+    }
+
+    /// The ports letting payments go takes (closing their trades at the providers first).
+    pub fn closer(&self) -> Closer<'_> {
+        Closer {
             updates: self.updates.as_ref(),
             gateway: self.gateway.as_ref(),
             clock: self.clock.as_ref(),
+            metrics: self.metrics.as_ref(),
         }
     }
 

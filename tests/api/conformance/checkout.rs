@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use e2e::{cancel_order, checkout, create_order, create_payment, deliver, event, get_order, TestEnv};
+use e2e::{cancel_order, checkout, create_order, create_payment, deliver, event, get_order, logged, TestEnv};
 use infra::checkout::Providers;
 use infra::providers::alipay::{china_time, request_signing_string, AlipayApp};
 use serde_json::{json, Value};
@@ -43,15 +43,6 @@ fn ids(created: &Value) -> (String, String) {
         created["order"]["id"].as_str().unwrap().to_owned(),
         created["payment"]["id"].as_str().unwrap().to_owned(),
     )
-}
-
-fn logged(payment: &Value, event: &str) -> usize {
-    payment["logs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|l| l["event"] == event)
-        .count()
 }
 
 pub async fn a_bank_transfer_checkout_is_stored_once_and_handed_out_again(env: TestEnv) {
@@ -462,7 +453,8 @@ pub async fn a_wechatpay_checkout_opens_the_trade_once_signed_both_ways(env: Tes
         params["paySign"].as_str().unwrap()
     ));
 
-    // A trade paid at the provider whose checkout is asked afresh: the provider says paid; not payable here
+    // A trade paid at the provider (its notification not arrived) whose checkout is asked afresh: the
+    // provider says paid; the query's success is applied, and the payment is not payable here
     let (order, payment, _) = wechat_order(&env).await;
     assert_eq!(
         checkout(&env, Some("alice"), &order, &payment, &Value::Null).await.0,
@@ -470,14 +462,29 @@ pub async fn a_wechatpay_checkout_opens_the_trade_once_signed_both_ways(env: Tes
     );
     fake.pay(&payment);
     env.clock.advance(111 * 60);
-    let before = env.snapshot().await;
     let (status, answer) = checkout(&env, Some("alice"), &order, &payment, &Value::Null).await;
     assert_eq!(
         (status, answer["error"]["code"].as_str()),
         (409, Some("PAYMENT_NOT_PAYABLE")),
         "{answer}"
     );
-    assert_eq!(env.snapshot().await, before);
+    assert_paid_by_query(&env, &order, fake.trade(&payment).unwrap().transaction_id.as_deref()).await;
+}
+
+/// The order is paid, by the success the provider's query reported (event `query:<transaction id>`).
+async fn assert_paid_by_query(env: &TestEnv, order: &str, transaction: Option<&str>) {
+    let (_, got) = get_order(env, Some("alice"), order).await;
+    assert_eq!(got["order"]["status"], "paid", "{got}");
+    let paid = &got["payments"][0];
+    assert_eq!(
+        (paid["status"].as_str(), paid["provider_txn_id"].as_str()),
+        (Some("succeeded"), transaction)
+    );
+    let event = format!("query:{}", transaction.unwrap());
+    assert_eq!(
+        paid["logs"].as_array().unwrap().last().unwrap()["event_id"],
+        event.as_str()
+    );
 }
 
 pub async fn a_wechatpay_that_fails_or_lies_is_503_and_nothing_is_stored(env: TestEnv) {
@@ -652,17 +659,17 @@ pub async fn an_alipay_qr_checkout_opens_a_verified_trade_at_the_gateway(env: Te
     fake.set_tampering(false);
     fake.set_failing(false);
 
-    // Paid at Alipay, then asked afresh: the trade has succeeded; not payable here
+    // Paid at Alipay (its notification not arrived), then asked afresh: the trade has succeeded; the
+    // query's success is applied, and the payment is not payable here
     fake.pay(&payment);
     env.clock.advance(111 * 60);
-    let before = env.snapshot().await;
     let (status, answer) = checkout(&env, Some("alice"), &order, &payment, &qr).await;
     assert_eq!(
         (status, answer["error"]["code"].as_str()),
         (409, Some("PAYMENT_NOT_PAYABLE")),
         "{answer}"
     );
-    assert_eq!(env.snapshot().await, before);
+    assert_paid_by_query(&env, &order, Some(fake.trade(&payment).unwrap().trade_no.as_str())).await;
 }
 
 pub async fn an_alipay_request_signed_with_another_key_is_our_defect_500(env: TestEnv) {

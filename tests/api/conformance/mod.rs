@@ -7,6 +7,7 @@ pub mod batch;
 pub mod cache;
 pub mod callbacks;
 pub mod checkout;
+pub mod closing;
 pub mod idempotency;
 pub mod lifecycle;
 pub mod orders;
@@ -87,6 +88,11 @@ conformance!(
     checkout::an_alipay_qr_checkout_opens_a_verified_trade_at_the_gateway,
     checkout::an_alipay_request_signed_with_another_key_is_our_defect_500,
     checkout::paying_at_the_provider_pays_the_order_through_its_notification,
+    closing::an_unpaid_trade_is_closed_at_the_provider_then_the_payment_let_go,
+    closing::a_trade_paid_with_its_notification_lost_pays_the_order_instead,
+    closing::a_provider_down_stops_the_shopper_and_delays_the_sweeper_until_the_grace_period,
+    closing::a_close_pending_trade_found_paid_is_flagged_for_refund,
+    closing::paying_while_the_sweeper_closes_never_leaves_a_paid_trade_on_a_cancelled_order,
     idempotency::fifty_concurrent_retries_of_one_key_create_one_order,
     idempotency::a_key_answers_only_its_own_request_for_a_day,
     idempotency::a_refused_request_stores_nothing_and_its_retry_may_succeed,
