@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
 use domain::callback::PaymentEvent;
-use domain::ports::{CallbackQueue, QueueUnavailable};
+use domain::ports::{CallbackQueue, Enqueued, QueueUnavailable};
 
 /// A FIFO queue, by URL.
 #[derive(Clone, Debug)]
@@ -38,7 +38,7 @@ impl SqsQueue {
 
 #[async_trait]
 impl CallbackQueue for SqsQueue {
-    async fn enqueue(&self, event: &PaymentEvent) -> Result<(), QueueUnavailable> {
+    async fn enqueue(&self, event: &PaymentEvent) -> Result<Enqueued, QueueUnavailable> {
         let body = serde_json::to_string(event).map_err(|e| QueueUnavailable(Box::new(e)))?;
         self.client
             .send_message()
@@ -49,7 +49,7 @@ impl CallbackQueue for SqsQueue {
             .send()
             .await
             .map_err(|e| QueueUnavailable(Box::new(e.into_service_error())))?;
-        Ok(())
+        Ok(Enqueued::Taken)
     }
 }
 

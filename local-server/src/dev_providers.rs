@@ -88,24 +88,48 @@ pub fn publish_new(path: &Path, contents: &str) -> std::io::Result<bool> {
 
 /// The callback secrets: `PAYMENT_CALLBACK_SECRETS` if set, else a development secret kept in
 /// `secret_file` (made on first use), which the server prints at start.
-pub fn callback_secrets(secret_file: &std::path::Path) -> Result<(String, bool), Box<dyn std::error::Error>> {
-    if let Ok(secrets) = std::env::var("PAYMENT_CALLBACK_SECRETS") {
-        if !secrets.trim().is_empty() {
-            return Ok((secrets, false));
-        }
+pub fn callback_secrets(secret_file: &Path) -> Result<(String, bool), Box<dyn std::error::Error>> {
+    if let Some(secrets) = configured_secrets() {
+        return Ok((secrets, false));
     }
-    if let Ok(secret) = std::fs::read_to_string(secret_file) {
+    Ok((kept_secret(secret_file)?, true))
+}
+
+/// `PAYMENT_CALLBACK_SECRETS`, if set and not blank.
+pub fn configured_secrets() -> Option<String> {
+    std::env::var("PAYMENT_CALLBACK_SECRETS")
+        .ok()
+        .filter(|secrets| !secrets.trim().is_empty())
+}
+
+/// A random secret kept in `path`: read if there, else made and published there (the first of several
+/// concurrent starts wins, and the others read its secret).
+pub fn kept_secret(path: &Path) -> Result<String, Box<dyn std::error::Error>> {
+    if let Ok(secret) = std::fs::read_to_string(path) {
         if !secret.trim().is_empty() {
-            return Ok((secret.trim().to_owned(), true));
+            return Ok(secret.trim().to_owned());
         }
     }
     let secret = format!("dev-{}", uuid::Uuid::new_v4().simple());
-    if publish_new(secret_file, &secret)? {
-        Ok((secret, true))
+    if publish_new(path, &secret)? {
+        Ok(secret)
     } else {
-        // Another start published its secret first: use that one.
-        callback_secrets(secret_file)
+        kept_secret(path)
     }
+}
+
+/// What a helper reads, which the server made: an error naming the file and what to do if it is not
+/// there yet (a helper never invents a secret or key the server does not know).
+pub fn made_by_the_server(path: &Path, what: &str) -> Result<(), Box<dyn std::error::Error>> {
+    if path.exists() {
+        return Ok(());
+    }
+    Err(format!(
+        "no {what} at {}: start the local server once with the same data folder (it makes one there), \
+         or pass --data-dir / the file's own flag",
+        path.display()
+    )
+    .into())
 }
 
 #[cfg(test)]

@@ -29,6 +29,47 @@ pub struct App {
     pub listing: Listing,
     /// The callback receiver.
     pub receiver: Receiver,
+    /// The fake providers' cashiers.
+    pub cashiers: Cashiers,
+}
+
+/// The fake providers the server runs for those not configured: a shopper "pays" a trade there, as
+/// scanning the QR code and confirming in the provider's app would, and the fake posts its real signed
+/// notification to this server. Development only (`/dev/...` routes exist in the local server alone).
+#[derive(Clone, Default)]
+pub struct Cashiers {
+    /// The fake WeChat Pay.
+    pub wechatpay: Option<testkit::fake_wechatpay::FakeWechatPay>,
+    /// The fake Alipay.
+    pub alipay: Option<testkit::fake_alipay::FakeAlipay>,
+}
+
+/// `POST /dev/{wechatpay|alipay}/pay/{payment_id}`: pays the payment's open trade at the fake provider,
+/// which posts its notification here; answers what the notification route said.
+async fn pay_at_fake(app: &App, provider: &str, payment_id: &str) -> Response {
+    use axum::response::IntoResponse;
+    let answer = match provider {
+        "wechatpay" => match &app.cashiers.wechatpay {
+            Some(fake) => fake.pay_and_notify(payment_id).await.map(|status| status.to_string()),
+            None => Err("WeChat Pay is configured: pay in its own app".into()),
+        },
+        "alipay" => match &app.cashiers.alipay {
+            Some(fake) => fake.pay_and_notify(payment_id).await,
+            None => Err("Alipay is configured: pay in its own app".into()),
+        },
+        _ => return edge_error(ServiceError::NotFound),
+    };
+    let (status, body) = match answer {
+        Ok(notified) => (
+            axum::http::StatusCode::OK,
+            serde_json::json!({ "paid": true, "provider": provider, "notification_answered": notified }),
+        ),
+        Err(why) => (
+            axum::http::StatusCode::CONFLICT,
+            serde_json::json!({ "paid": false, "provider": provider, "reason": why }),
+        ),
+    };
+    (status, axum::Json(body)).into_response()
 }
 
 /// One route as template.yaml declares it.
@@ -191,6 +232,12 @@ pub fn router(app: Arc<App>, read_timeout: std::time::Duration) -> Router {
         .route(
             "/api/orders/",
             get(|s: State<Arc<App>>, req: AxumRequest| async move { dispatch(&s.listing, req, LIST, vec![]).await }),
+        )
+        .route(
+            "/dev/{provider}/pay/{payment_id}",
+            post(|s: State<Arc<App>>, req: AxumRequest| async move {
+                pay_at_fake(&s, &segment(&req, 2), &segment(&req, 4)).await
+            }),
         )
         .route(
             "/api/payments/callback/",

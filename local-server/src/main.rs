@@ -21,44 +21,97 @@ use infra::dynamodb::DynamoStore;
 use infra::sqlite::SqliteStore;
 use testkit::DEMO_CATALOG as DEMO;
 
-/// Command-line options; each also reads an environment variable.
+/// Command-line options. Every flag may come before or after a helper subcommand. The store is chosen
+/// by flags only (never by `TABLE_NAME` or AWS settings in the shell).
 #[derive(Debug, Parser)]
 #[command(about = "Runs the order API on loopback, the way API Gateway and Lambda would.")]
 struct Args {
-    /// Port on 127.0.0.1.
-    #[arg(long, env = "PORT", default_value_t = 3000)]
+    /// Port on 127.0.0.1 (`0` picks a free one).
+    #[arg(long, env = "PORT", default_value_t = 3000, global = true)]
     port: u16,
-    /// The embedded database file (created if missing).
-    #[arg(long, env = "LOCAL_DB", default_value = ".local/shop.sqlite3")]
-    db: PathBuf,
+    /// The data folder: the embedded database, the development secret and keys, the cursor secret and
+    /// the fake supplier's figures. Default: `.local` at the workspace root, wherever you run from.
+    #[arg(long, env = "LOCAL_DATA_DIR", global = true)]
+    data_dir: Option<PathBuf>,
+    /// The embedded database file (default: `shop.sqlite3` in the data folder).
+    #[arg(long, global = true)]
+    db: Option<PathBuf>,
     /// Use DynamoDB at this endpoint (DynamoDB Local, moto) instead of the embedded store; the table
     /// is created from template.yaml if it does not exist.
-    #[arg(long, env = "DYNAMODB_ENDPOINT")]
+    #[arg(long, global = true)]
     dynamodb_endpoint: Option<String>,
-    /// Use this DynamoDB table (with the environment's AWS configuration when no endpoint is given).
-    #[arg(long, env = "TABLE_NAME")]
+    /// Use this DynamoDB table: at `--dynamodb-endpoint` (default `orders-local` there), or alone a
+    /// real table with the environment's AWS credentials.
+    #[arg(long, global = true)]
     dynamodb_table: Option<String>,
-    /// Upsert products and addresses (stock included) from this catalogue file; without it, the
-    /// built-in demo catalogue is loaded into a store that has none of its products yet.
-    #[arg(long)]
+    /// Upsert products and addresses (stock included) from this catalogue file instead of the demo.
+    #[arg(long, global = true)]
     catalog: Option<PathBuf>,
+    /// Load no catalogue at all (not even the demo).
+    #[arg(long, global = true, conflicts_with = "catalog")]
+    no_demo: bool,
     /// Load the catalogue and exit without serving.
-    #[arg(long)]
+    #[arg(long, global = true)]
     load_only: bool,
     /// Seconds a client may take to send a request's head, and then its body.
-    #[arg(long, env = "READ_TIMEOUT_SECS", default_value_t = 10)]
+    #[arg(long, env = "READ_TIMEOUT_SECS", default_value_t = 10, global = true)]
     read_timeout_secs: u64,
     /// Seconds between expiry sweeps (the schedule's `rate(1 minute)` in AWS).
-    #[arg(long, env = "EXPIRY_INTERVAL_SECS", default_value_t = 60)]
+    #[arg(long, env = "EXPIRY_INTERVAL_SECS", default_value_t = 60, global = true)]
     expiry_interval: u64,
-    /// Where development WeChat Pay and Alipay keys are kept when those providers are not configured.
-    #[arg(long, env = "PROVIDER_KEYS", default_value = ".local/dev-providers.json")]
-    provider_keys: PathBuf,
-    /// Where the development callback secret is kept when `PAYMENT_CALLBACK_SECRETS` is not set.
-    #[arg(long, default_value = ".local/callback-secret")]
-    secret_file: PathBuf,
+    /// Where development WeChat Pay and Alipay keys are kept when those providers are not configured
+    /// (default: `dev-providers.json` in the data folder).
+    #[arg(long, env = "PROVIDER_KEYS", global = true)]
+    provider_keys: Option<PathBuf>,
+    /// Where the development callback secret is kept when `PAYMENT_CALLBACK_SECRETS` is not set
+    /// (default: `callback-secret` in the data folder).
+    #[arg(long, global = true)]
+    secret_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<signing::Command>,
+}
+
+/// Where the server keeps its files, every path resolved once at start.
+#[derive(Debug, Clone)]
+pub struct DataPaths {
+    /// The data folder.
+    pub dir: PathBuf,
+    /// The embedded database.
+    pub db: PathBuf,
+    /// The development WeChat Pay and Alipay keys.
+    pub provider_keys: PathBuf,
+    /// The development callback secret.
+    pub secret_file: PathBuf,
+    /// The list cursors' secret.
+    pub cursor_secret: PathBuf,
+    /// The fake supplier's figures.
+    pub supplier: PathBuf,
+}
+
+/// The workspace this server was built in (the parent of this crate's folder).
+fn workspace_root() -> PathBuf {
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
+}
+
+impl Args {
+    /// The data folder (`--data-dir`, else `.local` at the workspace root: this crate's parent folder,
+    /// as it was built) and the files in it, each overridable by its own flag.
+    fn paths(&self) -> DataPaths {
+        let dir = self.data_dir.clone().unwrap_or_else(|| workspace_root().join(".local"));
+        let dir = std::path::absolute(&dir).unwrap_or(dir);
+        DataPaths {
+            db: self.db.clone().unwrap_or_else(|| dir.join("shop.sqlite3")),
+            provider_keys: self
+                .provider_keys
+                .clone()
+                .unwrap_or_else(|| dir.join("dev-providers.json")),
+            secret_file: self.secret_file.clone().unwrap_or_else(|| dir.join("callback-secret")),
+            cursor_secret: dir.join("cursor-secret"),
+            supplier: dir.join("fake-supplier.json"),
+            dir,
+        }
+    }
 }
 
 /// The store the server runs on, seen through the ports it needs.
@@ -84,41 +137,70 @@ fn shared<S: domain::ports::Store + 'static>(store: S, description: String) -> S
     }
 }
 
-async fn open_store(args: &Args) -> Result<Store, Box<dyn std::error::Error>> {
+async fn open_store(args: &Args, paths: &DataPaths) -> Result<Store, Box<dyn std::error::Error>> {
     if args.dynamodb_endpoint.is_none() && args.dynamodb_table.is_none() {
-        if let Some(dir) = args.db.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if let Some(dir) = paths.db.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
-        let store = SqliteStore::open(&args.db)?;
-        return Ok(shared(store, format!("embedded SQLite at {}", args.db.display())));
+        let store = SqliteStore::open(&paths.db)?;
+        return Ok(shared(store, format!("embedded SQLite at {}", paths.db.display())));
     }
     let table = args.dynamodb_table.clone().unwrap_or_else(|| "orders-local".to_owned());
     let client = infra::dynamodb::client_from_default_chain(args.dynamodb_endpoint.as_deref()).await;
-    let exists = client.describe_table().table_name(&table).send().await.is_ok();
-    if !exists {
-        if args.dynamodb_endpoint.is_none() {
-            return Err(format!("table {table} not found; deploy template.yaml first").into());
+    let at = args
+        .dynamodb_endpoint
+        .as_deref()
+        .unwrap_or("AWS (the environment's credentials and region)");
+    match client.describe_table().table_name(&table).send().await {
+        Ok(_) => {}
+        Err(err) if err.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => {
+            if args.dynamodb_endpoint.is_none() {
+                return Err(format!("table {table} not found in AWS; deploy template.yaml first").into());
+            }
+            TableSchema::bundled()?.create_table(&client, &table).await?;
+            tracing::info!(%table, "created table from template.yaml");
         }
-        TableSchema::bundled()?.create_table(&client, &table).await?;
-        tracing::info!(%table, "created table from template.yaml");
+        Err(err) => {
+            return Err(format!(
+                "could not reach DynamoDB table {table} at {at}: {} (check the endpoint, or the AWS credentials and region)",
+                domain::error::error_chain(&err)
+            )
+            .into())
+        }
     }
-    let at = args.dynamodb_endpoint.as_deref().unwrap_or("AWS");
     Ok(shared(
         DynamoStore::new(client, table.clone()),
         format!("DynamoDB table {table} at {at}"),
     ))
 }
 
-/// Loads the catalogue; returns it (its supplier-held products' figures seed the fake supplier).
-async fn load_catalog(args: &Args, store: &Store) -> Result<CatalogFile, Box<dyn std::error::Error>> {
-    match &args.catalog {
-        Some(path) => {
-            let file = CatalogFile::parse(&std::fs::read_to_string(path)?)?;
+/// Loads the catalogue: the `--catalog` file, or the demo into a store that has none of its products yet,
+/// or nothing with `--no-demo`. Returns the supplier-held products' figures (which seed the fake
+/// supplier), kept in the data folder so a restart serves the same ones.
+async fn load_catalog(
+    args: &Args,
+    paths: &DataPaths,
+    store: &Store,
+) -> Result<Vec<(String, u32)>, Box<dyn std::error::Error>> {
+    let supplier_figures = |file: &CatalogFile| -> Vec<(String, u32)> {
+        file.products()
+            .filter(|p| p.stock_source == domain::StockSource::Supplier)
+            .map(|p| (p.id.to_string(), p.stock))
+            .collect()
+    };
+    let loaded = match (&args.catalog, args.no_demo) {
+        (Some(path), _) => {
+            let text = std::fs::read_to_string(path).map_err(|e| format!("catalogue {}: {e}", path.display()))?;
+            let file = CatalogFile::parse(&text)?;
             let (products, addresses) = file.load_into(store.admin.as_ref()).await?;
             tracing::info!(path = %path.display(), products, addresses, "catalogue loaded");
-            Ok(file)
+            Some(file)
         }
-        None => {
+        (None, true) => {
+            tracing::info!("--no-demo: no catalogue loaded");
+            None
+        }
+        (None, false) => {
             let demo = CatalogFile::parse(DEMO)?;
             let mut already = false;
             for product in demo.products() {
@@ -126,28 +208,37 @@ async fn load_catalog(args: &Args, store: &Store) -> Result<CatalogFile, Box<dyn
             }
             if already {
                 tracing::info!("demo catalogue already present; left as it is");
+                None
             } else {
                 let (products, addresses) = demo.load_into(store.admin.as_ref()).await?;
                 tracing::info!(products, addresses, "demo catalogue loaded");
+                Some(demo)
             }
-            Ok(demo)
         }
+    };
+    if let Some(file) = loaded {
+        let figures = supplier_figures(&file);
+        std::fs::create_dir_all(&paths.dir)?;
+        std::fs::write(&paths.supplier, serde_json::to_string_pretty(&figures)?)?;
+        return Ok(figures);
+    }
+    match std::fs::read_to_string(&paths.supplier) {
+        Ok(text) => Ok(serde_json::from_str(&text)?),
+        // A store filled before the figures were kept: the demo's.
+        Err(_) => Ok(supplier_figures(&CatalogFile::parse(DEMO)?)),
     }
 }
 
 /// The supplier's stock API: `SUPPLIER_BASE_URL` when set; else a fake served on loopback, answering for
 /// each supplier-held product of the catalogue with its catalogue figure. Like the real supplier it does
 /// not learn of our orders: the store's reservation ledger holds what they take (docs/api.md §10).
-async fn supplier(catalog: &CatalogFile) -> Result<Arc<dyn domain::ports::SupplierStock>, Box<dyn std::error::Error>> {
+async fn supplier(
+    figures: Vec<(String, u32)>,
+) -> Result<Arc<dyn domain::ports::SupplierStock>, Box<dyn std::error::Error>> {
     if let Some(config) = infra::supplier::SupplierConfig::from_env()? {
         tracing::info!(base_url = %config.base_url, "supplier stock API");
         return Ok(Arc::new(infra::supplier::HttpSupplier::new(config)?));
     }
-    let figures: Vec<(String, u32)> = catalog
-        .products()
-        .filter(|p| p.stock_source == domain::StockSource::Supplier)
-        .map(|p| (p.id.to_string(), p.stock))
-        .collect();
     let fake = testkit::fake_supplier::FakeSupplier::start(figures, None).await?;
     tracing::info!(base_url = %fake.base_url, "fake supplier stock API serving the catalogue's supplier-held products");
     let client = infra::supplier::HttpSupplier::new(infra::supplier::SupplierConfig::new(&fake.base_url))?;
@@ -159,10 +250,15 @@ async fn supplier(catalog: &CatalogFile) -> Result<Arc<dyn domain::ports::Suppli
 /// WeChat Pay and a fake Alipay on loopback that sign their answers with the development keys the server
 /// verifies notifications with (the merchant's own keys are made afresh each start: only this process
 /// and its fakes use them). Notifications are addressed to this server at `addr`.
-async fn checkout_providers(
-    args: &Args,
-    addr: SocketAddr,
-) -> Result<infra::checkout::Providers, Box<dyn std::error::Error>> {
+/// The providers the server talks to, and the fakes it runs for those not configured.
+struct LocalProviders {
+    /// Checkout, close and query, configured or faked.
+    gateway: infra::checkout::Providers,
+    /// The fakes, whose trades a shopper can pay (`POST /dev/{provider}/pay/{payment_id}`).
+    cashiers: gateway::Cashiers,
+}
+
+async fn checkout_providers(paths: &DataPaths, addr: SocketAddr) -> Result<LocalProviders, Box<dyn std::error::Error>> {
     use infra::providers::alipay::{AlipayApp, AlipayClient};
     use infra::providers::signing::MerchantKey;
     use infra::providers::wechatpay::{WechatPayClient, WechatPayMerchant, DEFAULT_TIMEOUT};
@@ -175,10 +271,14 @@ async fn checkout_providers(
     let notify = |provider: &str| format!("http://{addr}/api/payments/callback/{provider}/");
     let wechat_configured = infra::providers::wechatpay::WechatPay::from_env()?.is_some();
     let alipay_configured = infra::providers::alipay::Alipay::from_env()?.is_some();
+    let mut cashiers = gateway::Cashiers::default();
     if wechat_configured && alipay_configured {
-        return Ok(providers);
+        return Ok(LocalProviders {
+            gateway: providers,
+            cashiers,
+        });
     }
-    let dev = dev_providers::DevProviders::load_or_create(&args.provider_keys)?;
+    let dev = dev_providers::DevProviders::load_or_create(&paths.provider_keys)?;
     if providers.wechatpay.is_none() && !wechat_configured {
         let merchant = SigningKey::generate();
         let platform = testkit::providers::WechatPaySimulator {
@@ -196,8 +296,9 @@ async fn checkout_providers(
             serial: "LOCAL_DEVELOPMENT_MERCHANT".into(),
             key: MerchantKey::parse(&merchant.pkcs8_base64())?,
             notify_url: notify("wechatpay"),
-            base_url: fake.base_url,
+            base_url: fake.base_url.clone(),
         };
+        cashiers.wechatpay = Some(fake);
         providers.wechatpay = Some(WechatPayClient::new(merchant, dev.wechatpay.config(), DEFAULT_TIMEOUT)?);
     }
     if providers.alipay.is_none() && !alipay_configured {
@@ -219,42 +320,58 @@ async fn checkout_providers(
         };
         providers.alipay = Some(app()?);
         providers.alipay_qr = Some(AlipayClient::new(app()?, dev.alipay.config(), DEFAULT_TIMEOUT)?);
+        cashiers.alipay = Some(fake);
     }
-    Ok(providers)
+    Ok(LocalProviders {
+        gateway: providers,
+        cashiers,
+    })
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
+    let paths = args.paths();
     if let Some(command) = &args.command {
-        return signing::run(command, args.port, &args.secret_file, &args.provider_keys);
+        return signing::run(command, args.port, &paths.secret_file, &paths.provider_keys);
     }
-    infra::telemetry::init();
-    let store = open_store(&args).await?;
-    let catalog = load_catalog(&args, &store).await?;
+    infra::telemetry::init_local();
+    let store = open_store(&args, &paths).await?;
+    println!("store: {} (data folder {})", store.description, paths.dir.display());
+    let figures = load_catalog(&args, &paths, &store).await?;
     if args.load_only {
         return Ok(());
     }
     // Bound first: the fake providers address their notifications to this server.
-    let listener = tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, args.port))).await?;
+    let listener = match tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, args.port))).await {
+        Ok(listener) => listener,
+        Err(err) if err.kind() == std::io::ErrorKind::AddrInUse => {
+            return Err(format!(
+                "port {} is already in use (another local-server?): stop it, or choose another with --port N",
+                args.port
+            )
+            .into())
+        }
+        Err(err) => return Err(format!("cannot listen on 127.0.0.1:{}: {err}", args.port).into()),
+    };
     let addr = listener.local_addr()?;
-    let supplier = supplier(&catalog).await?;
     let mut services = store.services.clone();
-    services.supplier = supplier;
-    services.gateway = Arc::new(checkout_providers(&args, addr).await?);
+    services.supplier = supplier(figures).await?;
+    let providers = checkout_providers(&paths, addr).await?;
+    services.gateway = Arc::new(providers.gateway);
     // As in a warm Lambda: product descriptions and addresses from memory, re-read when stale.
     services.catalog = Arc::new(infra::cache::CachedCatalog::new(
         services.catalog,
         services.clock.clone(),
     ));
     let services = Arc::new(services);
-    let (secrets, development) = dev_providers::callback_secrets(&args.secret_file)?;
+    let (secrets, development) = dev_providers::callback_secrets(&paths.secret_file)?;
     if development {
-        tracing::warn!(secret_file = %args.secret_file.display(),
+        tracing::warn!(secret_file = %paths.secret_file.display(),
             "PAYMENT_CALLBACK_SECRETS is not set: callbacks are verified with the development secret in this file; \
              `cargo run -p local-server -- sign-callback` signs with it");
     }
-    let (wechatpay, alipay) = provider_settings(&args)?;
+    let (wechatpay, alipay) = provider_settings(&paths)?;
     let queue = queue::LocalQueue::new(std::time::Duration::from_millis(200));
     let processor = services.clone();
     tokio::spawn(queue.clone().consume(move |event| {
@@ -262,8 +379,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         async move { process_payment_callbacks::handle(&processor, event).await }
     }));
     tokio::spawn(expiry_ticker(services.clone(), args.expiry_interval));
-    // Cursors only need to outlive the server process unless a secret is configured.
-    let cursor_secret = std::env::var("LIST_CURSOR_SECRET").unwrap_or_else(|_| uuid::Uuid::new_v4().to_string());
+    let cursor_secret = match std::env::var("LIST_CURSOR_SECRET") {
+        Ok(secret) => secret,
+        // Kept in the data folder, so a restart still reads the cursors it issued.
+        Err(_) => dev_providers::kept_secret(&paths.cursor_secret)?,
+    };
     let app = Arc::new(gateway::App {
         listing: list_orders::Listing {
             services: services.as_ref().clone(),
@@ -277,12 +397,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             wechatpay: Some(Arc::new(wechatpay)),
             alipay: Some(Arc::new(alipay)),
         },
+        cashiers: providers.cashiers,
     });
     tracing::info!(%addr, store = %store.description, "ready to serve");
-    println!(
-        "Try: curl -s -X POST http://{addr}/api/orders/create_order/ -H 'Authorization: Bearer alice' \
-         -H 'Content-Type: application/json' -d '{{\"product_id\": \"fridge-bcd-470\", \"address_id\": \"addr-alice-home\", \"quantity\": 1}}'"
-    );
+    println!("serving http://{addr}/api/ (Ctrl-C to stop)");
     let limits = edge::Limits {
         read_timeout: std::time::Duration::from_secs(args.read_timeout_secs.max(1)),
         ..edge::Limits::default()
@@ -294,7 +412,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// The providers' settings: from the environment when configured, else the development keys (whose
 /// ids the server announces, so that the helpers' notifications verify).
 fn provider_settings(
-    args: &Args,
+    paths: &DataPaths,
 ) -> Result<(infra::providers::wechatpay::WechatPay, infra::providers::alipay::Alipay), Box<dyn std::error::Error>> {
     let configured = (
         infra::providers::wechatpay::WechatPay::from_env()?,
@@ -302,12 +420,12 @@ fn provider_settings(
     );
     let dev = match configured {
         (Some(_), Some(_)) => None,
-        _ => Some(dev_providers::DevProviders::load_or_create(&args.provider_keys)?),
+        _ => Some(dev_providers::DevProviders::load_or_create(&paths.provider_keys)?),
     };
     let wechatpay = match (configured.0, &dev) {
         (Some(configured), _) => configured,
         (None, Some(dev)) => {
-            tracing::warn!(key_id = %dev.wechatpay.key_id, mchid = %dev.wechatpay.mchid, keys = %args.provider_keys.display(),
+            tracing::warn!(key_id = %dev.wechatpay.key_id, mchid = %dev.wechatpay.mchid, keys = %paths.provider_keys.display(),
                 "WeChat Pay is not configured: verifying with development keys; `sign-wechatpay` signs with them");
             dev.wechatpay.config()
         }
@@ -316,7 +434,7 @@ fn provider_settings(
     let alipay = match (configured.1, &dev) {
         (Some(configured), _) => configured,
         (None, Some(dev)) => {
-            tracing::warn!(app_id = %dev.alipay.app_id, keys = %args.provider_keys.display(),
+            tracing::warn!(app_id = %dev.alipay.app_id, keys = %paths.provider_keys.display(),
                 "Alipay is not configured: verifying with a development key; `sign-alipay` signs with it");
             dev.alipay.config()
         }
@@ -347,7 +465,19 @@ async fn expiry_ticker(services: Arc<Services>, interval: u64) {
     }
 }
 
+/// Ctrl-C or SIGTERM, whichever comes first.
 async fn shutdown() {
-    let _ = tokio::signal::ctrl_c().await;
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
     tracing::info!("shutting down");
 }

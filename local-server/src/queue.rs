@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use domain::callback::PaymentEvent;
-use domain::ports::{CallbackQueue, QueueUnavailable};
+use domain::ports::{CallbackQueue, Enqueued, QueueUnavailable};
 use serde_json::json;
 use tokio::sync::Notify;
 
@@ -157,7 +157,7 @@ impl LocalQueue {
 
 #[async_trait]
 impl CallbackQueue for LocalQueue {
-    async fn enqueue(&self, event: &PaymentEvent) -> Result<(), QueueUnavailable> {
+    async fn enqueue(&self, event: &PaymentEvent) -> Result<Enqueued, QueueUnavailable> {
         let body = serde_json::to_string(event).map_err(|e| QueueUnavailable(Box::new(e)))?;
         let now = Instant::now();
         {
@@ -165,7 +165,7 @@ impl CallbackQueue for LocalQueue {
             state.seen.retain(|_, at| now.duration_since(*at) < DEDUP_WINDOW);
             let key = (event.payment_id.to_string(), event.event_id.to_string());
             if state.seen.contains_key(&key) {
-                return Ok(());
+                return Ok(Enqueued::Duplicate);
             }
             state.seen.insert(key, now);
             state.messages.push(Message {
@@ -179,7 +179,7 @@ impl CallbackQueue for LocalQueue {
             });
         }
         self.wake.notify_one();
-        Ok(())
+        Ok(Enqueued::Taken)
     }
 }
 

@@ -78,6 +78,7 @@ pub fn run(
             trade_state,
             id,
         } => {
+            crate::dev_providers::made_by_the_server(provider_keys, "development WeChat Pay keys")?;
             let dev = crate::dev_providers::DevProviders::load_or_create(provider_keys)?;
             let fen = domain::Money::parse(amount)?.to_fen();
             let id = id.clone().unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
@@ -101,6 +102,7 @@ pub fn run(
             trade_status,
             notify_id,
         } => {
+            crate::dev_providers::made_by_the_server(provider_keys, "development Alipay key")?;
             let dev = crate::dev_providers::DevProviders::load_or_create(provider_keys)?;
             let notify_id = notify_id
                 .clone()
@@ -125,7 +127,13 @@ fn sign_callback(command: &Command, port: u16, secret_file: &Path) -> Result<(),
     else {
         return Ok(());
     };
-    let (secrets, _) = crate::dev_providers::callback_secrets(secret_file)?;
+    let secrets = match crate::dev_providers::configured_secrets() {
+        Some(secrets) => secrets,
+        None => {
+            crate::dev_providers::made_by_the_server(secret_file, "development callback secret")?;
+            crate::dev_providers::kept_secret(secret_file)?
+        }
+    };
     // The current secret: the first of the list the server verifies with (docs/api.md §8).
     let secret = secrets
         .split(',')

@@ -31,6 +31,18 @@ fn start(args: &[&str]) -> Server {
         let keys = std::env::temp_dir().join(format!("serve-dev-providers-{}.json", std::process::id()));
         command.env("PROVIDER_KEYS", keys);
     }
+    if !args.contains(&"--data-dir") {
+        // Never write into the workspace's own data folder: beside the test's database (so a restart on
+        // the same database finds the same files), or a fresh folder.
+        let dir = match args.iter().position(|a| *a == "--db") {
+            Some(i) => format!("{}.data", args[i + 1]),
+            None => std::env::temp_dir()
+                .join(format!("serve-data-{}", uuid_like()))
+                .display()
+                .to_string(),
+        };
+        command.env("LOCAL_DATA_DIR", dir);
+    }
     let mut child = command
         .args(["--port", "0"])
         .args(args)
@@ -196,6 +208,9 @@ async fn embedded_store_serves_every_route_and_keeps_data_across_restarts() {
     let db = db.to_str().unwrap();
     let server = start(&["--db", db]);
     exercise_every_route(&server).await;
+    let (status, page) = server.get("/api/orders/?limit=1", Some("alice")).await;
+    assert_eq!(status, 200, "{page}");
+    let cursor = page["next_cursor"].as_str().expect("more than one order").to_owned();
     drop(server);
 
     // A restart keeps orders and stock: the demo catalogue is not loaded over them again.
@@ -204,6 +219,12 @@ async fn embedded_store_serves_every_route_and_keeps_data_across_restarts() {
     let (status, body) = server.post(CREATE, Some("alice"), &order).await;
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["error"]["details"][0]["available"], 18);
+    // and the cursor secret: a cursor issued before the restart still reads the next page
+    let (status, next) = server
+        .get(&format!("/api/orders/?limit=1&cursor={cursor}"), Some("alice"))
+        .await;
+    assert_eq!(status, 200, "{next}");
+    assert_eq!(next["orders"].as_array().map(Vec::len), Some(1));
 }
 
 #[tokio::test]
@@ -624,4 +645,112 @@ async fn the_http_edge_answers_in_the_catalogue_shape_and_changes_nothing() {
         elapsed < std::time::Duration::from_millis(900),
         "bare LF took {elapsed:?}"
     );
+}
+
+/// Runs a helper of the binary: exit success, stdout, stderr.
+fn run_helper(args: &[&str], data_dir: &std::path::Path) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_local-server"))
+        .args(args)
+        .env("LOCAL_DATA_DIR", data_dir)
+        .env_remove("PAYMENT_CALLBACK_SECRETS")
+        .env_remove("PORT")
+        .output()
+        .expect("run local-server");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn flags_go_before_or_after_a_helper_which_never_invents_a_secret() {
+    let data = tempfile::tempdir().unwrap();
+    let sign = [
+        "sign-callback",
+        "--payment-id",
+        "pay_0123456789abcdef0123456789ab",
+        "--amount",
+        "1.00",
+    ];
+
+    // No server has made a secret in this data folder yet: the helper says so and prints nothing
+    let (ok, stdout, stderr) = run_helper(&sign, data.path());
+    assert!(!ok && stdout.is_empty(), "{stdout}");
+    assert!(stderr.contains("no development callback secret at"), "{stderr}");
+    assert!(!data.path().join("callback-secret").exists(), "nothing invented");
+
+    // Once the server made one there, the helper signs with it, its flags before or after it alike
+    let secret_file = data.path().join("callback-secret");
+    let server = start(&[
+        "--data-dir",
+        data.path().to_str().unwrap(),
+        "--secret-file",
+        secret_file.to_str().unwrap(),
+        "--no-demo",
+    ]);
+    drop(server);
+    let secret = std::fs::read_to_string(data.path().join("callback-secret")).unwrap();
+    let after: Vec<&str> = sign.iter().copied().chain(["--port", "4321"]).collect();
+    let before: Vec<&str> = ["--port", "4321"].into_iter().chain(sign.iter().copied()).collect();
+    for args in [after, before] {
+        let (ok, stdout, stderr) = run_helper(&args, data.path());
+        assert!(ok, "{args:?}: {stderr}");
+        assert!(
+            stdout.contains("http://127.0.0.1:4321/api/payments/callback/"),
+            "{stdout}"
+        );
+        let (url, headers, body) = parse_curl(&stdout);
+        assert!(url.ends_with("/api/payments/callback/"));
+        let signature = headers
+            .iter()
+            .find(|(k, _)| k == "X-Payment-Signature")
+            .map(|(_, v)| v.clone())
+            .unwrap();
+        let verifier = domain::SignatureVerifier::from_list(secret.trim()).unwrap();
+        assert!(verifier
+            .verify(Some(&signature), body.as_bytes(), domain::Timestamp::now())
+            .is_ok());
+    }
+}
+
+#[test]
+fn a_busy_port_is_named_and_table_name_in_the_shell_changes_nothing() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let data = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_local-server"))
+        .args(["--port", &port, "--no-demo"])
+        .env("LOCAL_DATA_DIR", data.path())
+        .env("TABLE_NAME", "orders-in-aws")
+        .env("PAYMENT_CALLBACK_SECRETS", "serve-test-secret")
+        .output()
+        .expect("run local-server");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(&format!("port {port} is already in use")) && stderr.contains("--port"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("store: embedded SQLite at") && !stdout.contains("orders-in-aws"),
+        "TABLE_NAME never chooses the store: {stdout}"
+    );
+}
+
+#[test]
+fn sigterm_stops_the_server_as_ctrl_c_does() {
+    let server = start(&["--no-demo"]);
+    let pid = server.child.id().to_string();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+    assert!(killed.success());
+    let mut server = server;
+    let status = server.child.wait().expect("wait");
+    assert!(status.success(), "a clean exit on SIGTERM: {status}");
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let lines = server.output.lock().unwrap().clone();
+    assert!(lines.iter().any(|l| l.contains("shutting down")), "{lines:?}");
 }

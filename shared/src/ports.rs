@@ -215,7 +215,16 @@ pub trait OrderList: Send + Sync {
 #[async_trait]
 pub trait CallbackQueue: Send + Sync {
     /// Enqueues the event in its payment's group, deduplicated by its event id.
-    async fn enqueue(&self, event: &PaymentEvent) -> Result<(), QueueUnavailable>;
+    async fn enqueue(&self, event: &PaymentEvent) -> Result<Enqueued, QueueUnavailable>;
+}
+
+/// What the queue did with an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueued {
+    /// Taken (or, where the queue cannot tell, possibly dropped as a duplicate: SQS answers both alike).
+    Taken,
+    /// Dropped as a duplicate of an event it took within its deduplication window.
+    Duplicate,
 }
 
 /// The queue could not take the message; the provider should retry.

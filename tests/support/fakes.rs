@@ -19,14 +19,14 @@ pub struct MemoryQueue {
 
 #[async_trait]
 impl domain::ports::CallbackQueue for MemoryQueue {
-    async fn enqueue(&self, event: &PaymentEvent) -> Result<(), domain::ports::QueueUnavailable> {
+    async fn enqueue(&self, event: &PaymentEvent) -> Result<domain::ports::Enqueued, domain::ports::QueueUnavailable> {
         if self.down {
             return Err(domain::ports::QueueUnavailable(
                 "connection refused to sqs.internal:443".into(),
             ));
         }
         self.sent.lock().expect("queue").push(event.clone());
-        Ok(())
+        Ok(domain::ports::Enqueued::Taken)
     }
 }
 

@@ -12,7 +12,8 @@ pub const SAFETY_MARGIN: Duration = Duration::from_secs(3);
 
 /// Sweeps until done or until `deadline` minus the safety margin; the report says what it did.
 pub async fn handle(svc: &Services, event: EventBridgeEvent, deadline: SystemTime) -> Result<SweepReport, StoreError> {
-    tracing::info!(event_id = ?event.id, time = ?event.time, "expiry sweep triggered");
+    let event_id = event.id.as_deref().unwrap_or("");
+    tracing::info!(event_id, time = %event.time.map(|t| t.to_rfc3339()).unwrap_or_default(), "expiry sweep triggered");
     let stop_at = deadline.checked_sub(SAFETY_MARGIN).unwrap_or(deadline);
     sweep(svc.expiry.as_ref(), &svc.closer(), &move || SystemTime::now() < stop_at).await
 }

@@ -7,16 +7,27 @@ use crate::change::{update_with, Change, OrderWithPayments};
 use crate::error::ServiceError;
 use crate::order::OrderStatus;
 use crate::payment::PaymentStatus;
-use crate::ports::{CallbackQueue, Clock, Metric, Metrics, OrderUpdates, StoreError};
+use crate::ports::{CallbackQueue, Clock, Enqueued, Metric, Metrics, OrderUpdates, StoreError};
 use crate::time::Timestamp;
 
 /// Hands a verified event to the queue; a queue that cannot take it is `503`, so the provider retries.
 pub async fn enqueue_callback(queue: &dyn CallbackQueue, event: &PaymentEvent) -> Result<(), ServiceError> {
-    queue
+    let enqueued = queue
         .enqueue(event)
         .await
         .map_err(|e| ServiceError::ServiceBusy(Box::new(e)))?;
-    tracing::info!(event_id = %event.event_id, payment_id = %event.payment_id, status = ?event.status, "callback enqueued");
+    let (event_id, payment_id, status) = (event.event_id.as_str(), event.payment_id.as_str(), event.status);
+    match enqueued {
+        Enqueued::Taken => tracing::info!(event_id, payment_id, ?status, "callback enqueued"),
+        Enqueued::Duplicate => {
+            tracing::info!(
+                event_id,
+                payment_id,
+                ?status,
+                "callback duplicate; the queue already holds it"
+            )
+        }
+    }
     Ok(())
 }
 

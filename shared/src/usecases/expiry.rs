@@ -134,7 +134,19 @@ pub async fn sweep(
             }
         }
     }
-    tracing::info!(report = %json!(report), "expiry sweep finished");
+    tracing::info!(
+        found = report.found,
+        cancelled = report.cancelled,
+        expired = report.expired,
+        paid_on_close = report.paid_on_close,
+        close_pending = report.close_pending,
+        close_confirmed = report.close_confirmed,
+        awaiting_close = report.awaiting_close,
+        skipped = report.skipped,
+        failed = report.failed,
+        complete = report.complete,
+        "expiry sweep finished"
+    );
     Ok(report)
 }
 
