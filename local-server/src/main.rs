@@ -20,6 +20,7 @@ use infra::dynamodb::schema::TableSchema;
 use infra::dynamodb::DynamoStore;
 use infra::sqlite::SqliteStore;
 use testkit::DEMO_CATALOG as DEMO;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 /// Command-line options. Every flag may come before or after a helper subcommand. The store is chosen
 /// by flags only (never by `TABLE_NAME` or AWS settings in the shell).
@@ -329,7 +330,17 @@ async fn checkout_providers(paths: &DataPaths, addr: SocketAddr) -> Result<Local
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("local-server: {err}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let paths = args.paths();
     if let Some(command) = &args.command {
@@ -399,13 +410,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         },
         cashiers: providers.cashiers,
     });
+    let (interrupt, terminate) = (signal(SignalKind::interrupt())?, signal(SignalKind::terminate())?);
     tracing::info!(%addr, store = %store.description, "ready to serve");
     println!("serving http://{addr}/api/ (Ctrl-C to stop)");
     let limits = edge::Limits {
         read_timeout: std::time::Duration::from_secs(args.read_timeout_secs.max(1)),
         ..edge::Limits::default()
     };
-    edge::serve(listener, gateway::router(app, limits.read_timeout), limits, shutdown()).await;
+    edge::serve(
+        listener,
+        gateway::router(app, limits.read_timeout),
+        limits,
+        shutdown(interrupt, terminate),
+    )
+    .await;
     Ok(())
 }
 
@@ -465,19 +483,12 @@ async fn expiry_ticker(services: Arc<Services>, interval: u64) {
     }
 }
 
-/// Ctrl-C or SIGTERM, whichever comes first.
-async fn shutdown() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
+/// Ctrl-C (SIGINT) or SIGTERM, whichever comes first. Both are listened for from before the server says
+/// it is ready, so neither can arrive unhandled.
+async fn shutdown(mut interrupt: Signal, mut terminate: Signal) {
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
+        _ = interrupt.recv() => {}
+        _ = terminate.recv() => {}
     }
     tracing::info!("shutting down");
 }
