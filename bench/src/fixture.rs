@@ -61,8 +61,10 @@ pub struct Fixture {
     pub order_to_read: String,
     /// One fresh unpaid order per invoke for `create_payment`.
     pub for_payment: Vec<Placement>,
-    /// One fresh bank-transfer payment per invoke for `checkout_payment`.
+    /// One fresh WeChat Pay payment per invoke for `checkout_payment`.
     pub for_checkout: Vec<Placement>,
+    /// The fake WeChat Pay `checkout_payment` prepays at, and the settings that point it there.
+    pub wechatpay: Option<(testkit::fake_wechatpay::FakeWechatPay, Vec<(String, String)>)>,
     /// One per invoke for `cancel_order`.
     pub for_cancel: Vec<Placement>,
     /// One per invoke for `process_payment_callbacks` to pay.
@@ -166,8 +168,13 @@ pub async fn prepare(endpoint: &str, events: usize, measured: impl Fn(&str) -> b
     let for_cancel = place_many(&now, wanted(&["cancel_order"])).await?;
     let mut for_checkout = Vec::new();
     for _ in 0..wanted(&["checkout_payment"]) {
-        for_checkout.push(place_paid_by(&now, "bank").await?);
+        for_checkout.push(place_paid_by(&now, "wechat").await?);
     }
+    let wechatpay = if measured("checkout_payment") {
+        Some(fake_wechatpay().await?)
+    } else {
+        None
+    };
     let for_callback = place_many(&now, wanted(&["payment_callback", "process_payment_callbacks"])).await?;
     // A full first page for list_orders.
     if measured("list_orders") {
@@ -185,10 +192,40 @@ pub async fn prepare(endpoint: &str, events: usize, measured: impl Fn(&str) -> b
         order_to_read,
         for_payment,
         for_checkout,
+        wechatpay,
         for_cancel,
         for_callback,
         due,
     })
+}
+
+/// A fake WeChat Pay on loopback (it checks every request's signature and signs its answers, as the real
+/// one does), and the settings that make `checkout_payment` prepay there with a fresh merchant key.
+async fn fake_wechatpay() -> Result<(testkit::fake_wechatpay::FakeWechatPay, Vec<(String, String)>), String> {
+    use testkit::providers::{SigningKey, WechatPaySimulator};
+    let merchant = SigningKey::generate();
+    let platform = WechatPaySimulator::generate("PUB_KEY_ID_BENCH");
+    let settings = [
+        ("WECHATPAY_MCHID", platform.mchid.clone()),
+        ("WECHATPAY_APPID", platform.appid.clone()),
+        ("WECHATPAY_APIV3_KEY", platform.apiv3_key.clone()),
+        (
+            "WECHATPAY_PUBLIC_KEYS",
+            format!("{}={}", platform.key_id, platform.key.public_key_base64()),
+        ),
+        ("WECHATPAY_MERCHANT_PRIVATE_KEY", merchant.pkcs8_base64()),
+        ("WECHATPAY_MERCHANT_SERIAL", "BENCH_MERCHANT_SERIAL".to_owned()),
+        (
+            "WECHATPAY_NOTIFY_URL",
+            "https://bench.example/api/payments/callback/wechatpay/".to_owned(),
+        ),
+    ];
+    let mut env: Vec<(String, String)> = settings.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    let fake = testkit::fake_wechatpay::FakeWechatPay::start(platform, &merchant.public_key_pem())
+        .await
+        .map_err(|e| e.to_string())?;
+    env.push(("WECHATPAY_BASE_URL".to_owned(), fake.base_url.clone()));
+    Ok((fake, env))
 }
 
 /// An API Gateway HTTP API (payload 2.0) event as `alice`, from the repository's recorded fixture.
@@ -312,10 +349,11 @@ pub fn functions(fx: &Fixture, proxy: &str) -> Vec<Function> {
         },
         Function {
             name: "checkout_payment",
-            env: with(&[(
-                "BANK_ACCOUNT",
-                r#"{"payee": "bench shop", "bank": "bench bank", "account_number": "0000"}"#,
-            )]),
+            env: {
+                let mut env = base.clone();
+                env.extend(fx.wechatpay.iter().flat_map(|(_, settings)| settings.clone()));
+                env
+            },
             event: Box::new(move |n| {
                 let placed = at(&for_checkout, n);
                 let (order, payment) = (&placed.order_id, &placed.payment_id);

@@ -13,6 +13,14 @@ use aws_config::Region;
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_credential_types::Credentials;
 
+/// The SDK's HTTP client: hyper over rustls with ring, the one crypto library of the functions.
+pub fn http_client() -> aws_sdk_dynamodb::config::SharedHttpClient {
+    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https()
+}
+
 /// The SDK's retry policy for every client.
 pub fn retry_config() -> RetryConfig {
     RetryConfig::standard()
@@ -62,6 +70,7 @@ pub fn config(endpoint: Option<&str>) -> aws_config::SdkConfig {
     };
     let mut config = aws_config::SdkConfig::builder()
         .behavior_version(aws_config::BehaviorVersion::latest())
+        .http_client(http_client())
         .region(region)
         .credentials_provider(credentials)
         .retry_config(retry_config())
@@ -76,6 +85,7 @@ pub fn config(endpoint: Option<&str>) -> aws_config::SdkConfig {
 #[cfg(feature = "local")]
 pub async fn config_from_default_chain(endpoint: Option<&str>) -> aws_config::SdkConfig {
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(http_client())
         .retry_config(retry_config())
         .timeout_config(timeout_config());
     if let Some(endpoint) = endpoint {

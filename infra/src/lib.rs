@@ -2,7 +2,7 @@
 //! HTTP edge the API functions share, the Lambda wiring, metrics, catalogue loading and logging.
 
 #[cfg(feature = "dynamodb")]
-mod aws;
+pub mod aws;
 pub mod breaker;
 pub mod cache;
 pub mod catalog_file;
@@ -21,3 +21,4 @@ pub mod sqlite;
 pub mod sqs;
 pub mod supplier;
 pub mod telemetry;
+pub mod tls;

@@ -99,7 +99,7 @@ pub struct HttpSupplier {
 impl HttpSupplier {
     /// A client with its own connection pool (rustls, no OpenSSL).
     pub fn new(config: SupplierConfig) -> Result<Self, String> {
-        let client = reqwest::Client::builder()
+        let client = crate::tls::client_builder()
             .connect_timeout(config.timeout)
             .timeout(config.timeout)
             .build()

@@ -10,7 +10,6 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use aws_lc_rs::signature::ParsedPublicKey;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -47,7 +46,7 @@ impl Trade {
 
 struct FakeState {
     app_id: String,
-    app_key: ParsedPublicKey,
+    app_key: infra::providers::RsaPublicKey,
     /// Alipay: its key signs answers and notifications.
     alipay: AlipaySimulator,
     trades: Mutex<HashMap<String, Trade>>,
@@ -256,6 +255,15 @@ impl FakeAlipay {
     /// Every request received.
     pub fn requests(&self) -> usize {
         self.state.requests.load(Ordering::SeqCst)
+    }
+
+    /// Moves a kept trade's `time_expire` (`yyyy-MM-dd HH:mm:ss`, China time), as if it had been asked
+    /// for so: for tests of the fake's own expiry.
+    pub fn set_time_expire(&self, out_trade_no: &str, time_expire: &str) {
+        let mut trades = self.state.trades.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(trade) = trades.get_mut(out_trade_no) {
+            trade.biz["time_expire"] = json!(time_expire);
+        }
     }
 
     /// `alipay.trade.close` requests that passed the signature check.

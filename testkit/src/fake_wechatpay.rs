@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use aws_lc_rs::signature::ParsedPublicKey;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -52,7 +51,7 @@ impl Trade {
 
 struct FakeState {
     mchid: String,
-    merchant_key: ParsedPublicKey,
+    merchant_key: infra::providers::RsaPublicKey,
     /// The platform: its key signs answers and notifications.
     platform: WechatPaySimulator,
     trades: Mutex<HashMap<String, Trade>>,
@@ -381,6 +380,15 @@ impl FakeWechatPay {
     /// Every request received, answered or not.
     pub fn requests(&self) -> usize {
         self.state.requests.load(Ordering::SeqCst)
+    }
+
+    /// Moves a kept trade's `time_expire` (RFC 3339), as if it had been asked for so: for tests of the
+    /// fake's own expiry.
+    pub fn set_time_expire(&self, out_trade_no: &str, time_expire: &str) {
+        let mut trades = self.state.trades.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(trade) = trades.get_mut(out_trade_no) {
+            trade.request["time_expire"] = json!(time_expire);
+        }
     }
 
     /// Close requests that passed the signature check.

@@ -15,6 +15,7 @@ pub fn dynamo_client(endpoint: &str) -> Client {
 pub(crate) fn dynamo_config(endpoint: &str) -> aws_sdk_dynamodb::Config {
     aws_sdk_dynamodb::Config::builder()
         .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+        .http_client(infra::aws::http_client())
         .endpoint_url(endpoint)
         .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
@@ -28,6 +29,7 @@ pub fn sqs_client(endpoint: &str) -> aws_sdk_sqs::Client {
     aws_sdk_sqs::Client::from_conf(
         aws_sdk_sqs::Config::builder()
             .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+            .http_client(infra::aws::http_client())
             .endpoint_url(endpoint)
             .region(aws_sdk_sqs::config::Region::new("us-east-1"))
             .credentials_provider(aws_sdk_sqs::config::Credentials::new(

@@ -1,7 +1,7 @@
 //! Alipay asynchronous notifications (form-urlencoded): RSA2 (SHA256withRSA) over every parameter but
 //! `sign` and `sign_type`, values decoded, empty values left out, sorted by name, joined `k=v` with `&`.
 
-use aws_lc_rs::signature::ParsedPublicKey;
+use super::RsaPublicKey;
 use domain::callback::{EventId, EventSource, PaymentEvent, ReportedStatus};
 use domain::{Money, PaymentId, Timestamp};
 
@@ -10,7 +10,7 @@ use super::{env, rsa_public_key, rsa_sha256_verifies, ConfigError, Rejection, Tr
 /// The app's Alipay settings.
 pub struct Alipay {
     app_id: String,
-    public_key: ParsedPublicKey,
+    public_key: RsaPublicKey,
 }
 
 impl std::fmt::Debug for Alipay {
@@ -253,7 +253,7 @@ impl std::fmt::Debug for AlipayClient {
 impl AlipayClient {
     /// A client with its own connection pool (rustls), `timeout` per try.
     pub fn new(app: AlipayApp, alipay: Alipay, timeout: std::time::Duration) -> Result<Self, ConfigError> {
-        let http = reqwest::Client::builder()
+        let http = crate::tls::client_builder()
             .connect_timeout(timeout)
             .timeout(timeout)
             .build()

@@ -5,10 +5,10 @@ pub mod alipay;
 pub mod signing;
 pub mod wechatpay;
 
-use aws_lc_rs::signature::{ParsedPublicKey, RSA_PKCS1_2048_8192_SHA256};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use domain::PaymentEvent;
+use ring::signature::{UnparsedPublicKey, RSA_PKCS1_2048_8192_SHA256};
 
 /// What a verified notification asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,9 +35,14 @@ pub enum Rejection {
 #[error("provider configuration: {0}")]
 pub struct ConfigError(pub String);
 
+/// A provider's RSA public key, ready to verify SHA256withRSA (PKCS#1 v1.5) signatures with ring.
+pub type RsaPublicKey = UnparsedPublicKey<Vec<u8>>;
+
 /// An RSA public key from a PEM `PUBLIC KEY` block (SubjectPublicKeyInfo), or the bare base64 of its
-/// DER as the providers' consoles show it, or a file holding either.
-pub fn rsa_public_key(text_or_path: &str) -> Result<ParsedPublicKey, ConfigError> {
+/// DER as the providers' consoles show it, or a file holding either. ring verifies with the key's
+/// PKCS#1 `RSAPublicKey`, which is taken out of the SubjectPublicKeyInfo here (checked to be an
+/// `rsaEncryption` key of 2048 to 8192 bits).
+pub fn rsa_public_key(text_or_path: &str) -> Result<RsaPublicKey, ConfigError> {
     let text = match std::fs::read_to_string(text_or_path) {
         Ok(contents) => contents,
         Err(_) => text_or_path.to_owned(),
@@ -50,14 +55,27 @@ pub fn rsa_public_key(text_or_path: &str) -> Result<ParsedPublicKey, ConfigError
     let der = STANDARD
         .decode(body)
         .map_err(|_| ConfigError("an RSA public key is neither PEM nor base64 DER (nor a readable file)".into()))?;
-    ParsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, der)
-        .map_err(|_| ConfigError("not an RSA public key of 2048 to 8192 bits".into()))
+    let not_rsa = || ConfigError("not an RSA public key of 2048 to 8192 bits".into());
+    let info = spki::SubjectPublicKeyInfoRef::try_from(der.as_slice()).map_err(|_| not_rsa())?;
+    if info.algorithm.oid != RSA_ENCRYPTION {
+        return Err(not_rsa());
+    }
+    let pkcs1 = info.subject_public_key.as_bytes().ok_or_else(not_rsa)?;
+    let key = pkcs1::RsaPublicKey::try_from(pkcs1).map_err(|_| not_rsa())?;
+    let bits = key.modulus.as_bytes().len() * 8;
+    if !(2048..=8192).contains(&bits) {
+        return Err(not_rsa());
+    }
+    Ok(UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, pkcs1.to_vec()))
 }
 
+/// `rsaEncryption` (1.2.840.113549.1.1.1), the algorithm of an RSA SubjectPublicKeyInfo.
+const RSA_ENCRYPTION: spki::ObjectIdentifier = spki::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+
 /// Whether `signature` (base64) is a SHA256withRSA (PKCS#1 v1.5) signature of `message` under `key`.
-pub fn rsa_sha256_verifies(key: &ParsedPublicKey, message: &[u8], signature: &str) -> bool {
+pub fn rsa_sha256_verifies(key: &RsaPublicKey, message: &[u8], signature: &str) -> bool {
     match STANDARD.decode(signature.trim()) {
-        Ok(signature) => key.verify_sig(message, &signature).is_ok(),
+        Ok(signature) => key.verify(message, &signature).is_ok(),
         Err(_) => false,
     }
 }

@@ -1,11 +1,11 @@
 //! The merchant's side of the providers' RSA: the private key that signs our requests to WeChat Pay and
 //! Alipay (SHA256withRSA, PKCS#1 v1.5, base64), read from configuration and never shown.
 
-use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::rsa::KeyPair;
-use aws_lc_rs::signature::RSA_PKCS1_SHA256;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use ring::rand::SystemRandom;
+use ring::rsa::KeyPair;
+use ring::signature::RSA_PKCS1_SHA256;
 
 use super::ConfigError;
 
@@ -40,7 +40,7 @@ impl MerchantKey {
 
     /// SHA256withRSA (PKCS#1 v1.5) of `message`, in base64.
     pub fn sign(&self, message: &[u8]) -> String {
-        let mut signature = vec![0; self.0.public_modulus_len()];
+        let mut signature = vec![0; self.0.public().modulus_len()];
         // Signing with a well-formed key only fails if the output buffer is the wrong size, which it is not.
         self.0
             .sign(&RSA_PKCS1_SHA256, &SystemRandom::new(), message, &mut signature)

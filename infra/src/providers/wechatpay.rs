@@ -2,8 +2,9 @@
 //! `<timestamp>\n<nonce>\n<body>\n` with the public key named by `Wechatpay-Serial`, the timestamp
 //! within five minutes, then the `resource` decrypted with AEAD_AES_256_GCM under the merchant's APIv3 key.
 
-use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
-use aws_lc_rs::signature::ParsedPublicKey;
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+
+use super::RsaPublicKey;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use domain::callback::{EventId, EventSource, PaymentEvent, ReportedStatus, MAX_CLOCK_SKEW_SECONDS};
@@ -18,7 +19,7 @@ pub struct WechatPay {
     appid: String,
     apiv3_key: LessSafeKeyBytes,
     /// Platform public keys by id (`Wechatpay-Serial`); several during a rotation.
-    public_keys: Vec<(String, ParsedPublicKey)>,
+    public_keys: Vec<(String, RsaPublicKey)>,
 }
 
 /// The 32-byte APIv3 key, kept as bytes so that a key per notification is cheap to make.
@@ -309,7 +310,7 @@ impl WechatPayClient {
         platform: WechatPay,
         timeout: std::time::Duration,
     ) -> Result<Self, ConfigError> {
-        let http = reqwest::Client::builder()
+        let http = crate::tls::client_builder()
             .connect_timeout(timeout)
             .timeout(timeout)
             .build()

@@ -489,3 +489,44 @@ pub async fn paying_while_the_sweeper_closes_never_leaves_a_paid_trade_on_a_canc
     );
     println!("pay vs close: {paid} paid ({paid_on_close} found paid by the sweeper's close), {cancelled} cancelled of {TRIALS} trials");
 }
+
+/// The fakes close a trade themselves at its `time_expire`, as the providers do: a trade whose time has
+/// passed can no longer be paid, and its query answers closed.
+pub async fn the_fake_providers_close_a_trade_at_its_time_expire(env: TestEnv) {
+    let (env, fakes) = with_providers(env).await;
+    // Checked out with a payment window of one minute, then the providers' own clock moves past it: the
+    // fakes read real time, so the trade's time_expire is written two seconds ahead instead.
+    let mut trades = Vec::new();
+    for (method, scene) in [("wechat", "native"), ("alipay", "qr")] {
+        let (_, payment) = checked_out(&env, method, scene).await;
+        trades.push((method, payment));
+    }
+    for (method, payment) in &trades {
+        assert_eq!(
+            fakes.trade_state(method, payment).as_deref(),
+            Some(if *method == "wechat" {
+                "NOTPAY"
+            } else {
+                "WAIT_BUYER_PAY"
+            })
+        );
+    }
+    let soon = domain::Timestamp::now().plus_seconds(2);
+    fakes
+        .wechat
+        .set_time_expire(&trades[0].1, &infra::providers::wechatpay::time_expire(soon));
+    fakes
+        .alipay
+        .set_time_expire(&trades[1].1, &infra::providers::alipay::china_time(soon));
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    for (method, payment) in &trades {
+        assert!(
+            fakes.pay(method, payment).is_none(),
+            "{method}: past its time_expire, not payable"
+        );
+        assert_eq!(
+            fakes.trade_state(method, payment).as_deref(),
+            Some(closed_state(method))
+        );
+    }
+}

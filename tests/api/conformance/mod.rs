@@ -93,6 +93,7 @@ conformance!(
     closing::a_provider_down_stops_the_shopper_and_delays_the_sweeper_until_the_grace_period,
     closing::a_close_pending_trade_found_paid_is_flagged_for_refund,
     closing::paying_while_the_sweeper_closes_never_leaves_a_paid_trade_on_a_cancelled_order,
+    closing::the_fake_providers_close_a_trade_at_its_time_expire,
     idempotency::fifty_concurrent_retries_of_one_key_create_one_order,
     idempotency::a_key_answers_only_its_own_request_for_a_day,
     idempotency::a_refused_request_stores_nothing_and_its_retry_may_succeed,
