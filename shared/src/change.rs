@@ -213,6 +213,27 @@ impl<T> Decided<T> {
     }
 }
 
+/// [`update_with`] starting from `known`, the order as the caller has just read it
+/// ([`OrderUpdates::update_from`]): one read fewer when nothing moved in between.
+pub async fn update_from_with<T, F>(
+    store: &dyn OrderUpdates,
+    known: OrderWithPayments,
+    decide: F,
+) -> Result<Decided<T>, StoreError>
+where
+    F: Fn(&OrderWithPayments) -> (T, Option<Change>) + Send + Sync + 'static,
+{
+    let decide = Arc::new(decide);
+    let judge = Arc::clone(&decide);
+    Ok(
+        match store.update_from(known, Arc::new(move |state| judge(state).1)).await? {
+            Updated::NotFound => Decided::NotFound,
+            Updated::Judged(state) => Decided::Outcome(decide(&state).0),
+            Updated::KeyAnswered(answer) => Decided::KeyAnswered(answer),
+        },
+    )
+}
+
 /// Runs `decide` through [`OrderUpdates::update`] and returns its outcome for the state that was judged
 /// last. `decide` must be a pure function of the state (time and fresh ids are captured beforehand), so
 /// judging that state again yields exactly the outcome whose change was written.

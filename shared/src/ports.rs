@@ -127,6 +127,13 @@ pub trait OrderUpdates: Send + Sync {
     /// another writer got there first, or the key's answer. Returns the state last judged, which is the
     /// state the written change (if any) was computed from.
     async fn update(&self, id: &OrderId, judge: Judge) -> Result<Updated, StoreError>;
+
+    /// [`update`](Self::update), judging first `known`, the order as the caller has just read it: its
+    /// change is written only if the order is still at that version, and the order is read afresh only
+    /// if it is not (a store whose reads are free may read anyway).
+    async fn update_from(&self, known: OrderWithPayments, judge: Judge) -> Result<Updated, StoreError> {
+        self.update(&known.order.id, judge).await
+    }
 }
 
 /// What may need expiring: a pending order whose deadline passed, or an open payment past its own

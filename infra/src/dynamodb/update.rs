@@ -146,9 +146,31 @@ impl OrderUpdates for DynamoStore {
     }
 
     async fn update(&self, id: &OrderId, judge: Judge) -> Result<Updated, StoreError> {
+        self.update_starting(id, None, judge).await
+    }
+
+    async fn update_from(&self, known: OrderWithPayments, judge: Judge) -> Result<Updated, StoreError> {
+        let id = known.order.id.clone();
+        self.update_starting(&id, Some(known), judge).await
+    }
+}
+
+impl DynamoStore {
+    /// Judges `known` first if given, else the order as read; then, while another writer gets there
+    /// first, the order as read again.
+    async fn update_starting(
+        &self,
+        id: &OrderId,
+        mut known: Option<OrderWithPayments>,
+        judge: Judge,
+    ) -> Result<Updated, StoreError> {
         for attempt in 1..=UPDATE_ATTEMPTS {
-            let Some(state) = self.order_with_payments(id).await? else {
-                return Ok(Updated::NotFound);
+            let state = match known.take() {
+                Some(state) => state,
+                None => match self.order_with_payments(id).await? {
+                    Some(state) => state,
+                    None => return Ok(Updated::NotFound),
+                },
             };
             let Some(change) = judge(&state) else {
                 return Ok(Updated::Judged(Box::new(state)));

@@ -1,7 +1,7 @@
 //! checkout_payment: what the shopper pays an open payment with, from its provider (docs/api.md §16),
 //! stored on the payment in a conditional write and handed out again while young enough.
 
-use crate::change::{update_with, Decided};
+use crate::change::{update_from_with, Decided};
 use crate::checkout::{plan_checkout, store_checkout, Checkout, CheckoutAsk, CheckoutPlan, CheckoutRequest};
 use crate::closing::{judge_query, Closing, Trade};
 use crate::error::ServiceError;
@@ -65,7 +65,8 @@ pub async fn checkout_payment(
         created_at: now,
     };
     let (user, payment_id) = (user.clone(), payment_id.clone());
-    let stored = match update_with(updates, order_id, move |state| {
+    // The order as read for the plan is judged first: written unless it moved meanwhile.
+    let stored = match update_from_with(updates, state, move |state| {
         store_checkout(state, &user, &payment_id, &checkout, now)
     })
     .await?

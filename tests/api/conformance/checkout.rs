@@ -814,3 +814,47 @@ pub async fn paying_at_the_provider_pays_the_order_through_its_notification(env:
         );
     }
 }
+
+/// A change judged from a state the caller read earlier (the checkout's plan) is written only if the
+/// order has not moved since; if it has, the store reads it again and the domain judges afresh.
+pub async fn a_change_judged_from_an_earlier_read_is_judged_again_if_the_order_moved(env: TestEnv) {
+    use domain::change::{update_from_with, Change, Decided};
+    let (env, created, _) = given(env, "bank", 30).await;
+    let (order, _) = ids(&created);
+    let id = domain::OrderId::parse(&order).unwrap();
+    let read = env.svc.orders.order_with_payments(&id).await.unwrap().unwrap();
+    let versions = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let judge = |seen: std::sync::Arc<std::sync::Mutex<Vec<u64>>>| {
+        move |state: &domain::change::OrderWithPayments| {
+            seen.lock().unwrap().push(state.order.version);
+            (state.order.version, Some(Change::of(state, state.order.created_at)))
+        }
+    };
+
+    // Nothing moved: the earlier read is judged once and its change written.
+    let decided = update_from_with(env.svc.updates.as_ref(), read.clone(), judge(versions.clone())).await;
+    assert_eq!(decided.unwrap(), Decided::Outcome(read.order.version));
+    // (the outcome is the judgement of the state judged last, computed again: consecutive repeats fold)
+    let judged = |seen: &std::sync::Mutex<Vec<u64>>| {
+        let mut versions = seen.lock().unwrap().clone();
+        versions.dedup();
+        versions
+    };
+    assert_eq!(judged(&versions).last(), Some(&read.order.version));
+
+    // The order moved since (the write above): the stale read is refused, the order read again and
+    // judged afresh, and that judgement's change is the one written.
+    versions.lock().unwrap().clear();
+    let decided = update_from_with(env.svc.updates.as_ref(), read.clone(), judge(versions.clone())).await;
+    let moved = read.order.version + 1;
+    assert_eq!(decided.unwrap(), Decided::Outcome(moved));
+    // (a store may skip the stale read, as DynamoDB does, or read afresh at once, as SQLite does)
+    let judged = judged(&versions);
+    assert_eq!(judged.last(), Some(&moved), "{judged:?}");
+    assert!(
+        judged.iter().all(|v| *v == read.order.version || *v == moved),
+        "{judged:?}"
+    );
+    let now = env.svc.orders.order_with_payments(&id).await.unwrap().unwrap();
+    assert_eq!(now.order.version, moved + 1);
+}

@@ -88,6 +88,7 @@ conformance!(
     checkout::an_alipay_qr_checkout_opens_a_verified_trade_at_the_gateway,
     checkout::an_alipay_request_signed_with_another_key_is_our_defect_500,
     checkout::paying_at_the_provider_pays_the_order_through_its_notification,
+    checkout::a_change_judged_from_an_earlier_read_is_judged_again_if_the_order_moved,
     closing::an_unpaid_trade_is_closed_at_the_provider_then_the_payment_let_go,
     closing::a_trade_paid_with_its_notification_lost_pays_the_order_instead,
     closing::a_provider_down_stops_the_shopper_and_delays_the_sweeper_until_the_grace_period,
