@@ -217,17 +217,23 @@ async fn load_catalog(
             }
         }
     };
-    if let Some(file) = loaded {
-        let figures = supplier_figures(&file);
-        std::fs::create_dir_all(&paths.dir)?;
-        std::fs::write(&paths.supplier, serde_json::to_string_pretty(&figures)?)?;
-        return Ok(figures);
-    }
-    match std::fs::read_to_string(&paths.supplier) {
-        Ok(text) => Ok(serde_json::from_str(&text)?),
+    let kept: Option<Vec<(String, u32)>> = match std::fs::read_to_string(&paths.supplier) {
+        Ok(text) => Some(serde_json::from_str(&text)?),
+        Err(_) => None,
+    };
+    let Some(file) = loaded else {
         // A store filled before the figures were kept: the demo's.
-        Err(_) => Ok(supplier_figures(&CatalogFile::parse(DEMO)?)),
+        return Ok(kept.unwrap_or(supplier_figures(&CatalogFile::parse(DEMO)?)));
+    };
+    // The figures kept, with the loaded catalogue's upserted over them (as its products are).
+    let mut figures = kept.unwrap_or_default();
+    for (sku, available) in supplier_figures(&file) {
+        figures.retain(|(kept, _)| kept != &sku);
+        figures.push((sku, available));
     }
+    std::fs::create_dir_all(&paths.dir)?;
+    std::fs::write(&paths.supplier, serde_json::to_string_pretty(&figures)?)?;
+    Ok(figures)
 }
 
 /// The supplier's stock API: `SUPPLIER_BASE_URL` when set; else a fake served on loopback, answering for

@@ -233,7 +233,8 @@ async fn a_catalogue_file_is_upserted() {
     let catalog = dir.path().join("catalog.json");
     std::fs::write(
         &catalog,
-        r#"{"products": [{"id": "kettle", "name": "Kettle", "price": "89.90", "stock": 1}],
+        r#"{"products": [{"id": "kettle", "name": "Kettle", "price": "89.90", "stock": 1},
+                         {"id": "boiler", "name": "Boiler", "price": "999.00", "stock": 2, "stock_source": "supplier"}],
             "addresses": [{"id": "carol-home", "user_id": "carol", "city": "杭州"}]}"#,
     )
     .unwrap();
@@ -249,6 +250,18 @@ async fn a_catalogue_file_is_upserted() {
         code(&server.post(CREATE, Some("carol"), &demo).await),
         (400, Some("PRODUCT_NOT_FOUND"))
     );
+    // The fake supplier answers the file's figure for its supplier-held product...
+    let boilers = json!({"product_id": "boiler", "address_id": "carol-home", "quantity": 3});
+    let (status, body) = server.post(CREATE, Some("carol"), &boilers).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["details"][0]["available"], 2);
+    drop(server);
+
+    // ...and still after a restart without the file: the figures are kept in the data folder
+    let server = start(&["--db", db.to_str().unwrap(), "--no-demo"]);
+    let (status, body) = server.post(CREATE, Some("carol"), &boilers).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["details"][0]["available"], 2);
 }
 
 #[tokio::test]
@@ -315,6 +328,19 @@ async fn an_order_is_paid_by_a_signed_callback_over_http() {
     let resp = post(signature.clone()).await.expect("callback");
     assert_eq!(resp.status().as_u16(), 200);
     assert_eq!(resp.json::<Value>().await.unwrap(), json!({"code": "SUCCESS"}));
+    // The provider's retry of the same notification is taken, and logged as the duplicate it is
+    let resp = post(signature.clone()).await.expect("callback again");
+    assert_eq!(resp.status().as_u16(), 200);
+    let logged = |message: &str| {
+        server
+            .output
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(message))
+            .count()
+    };
+    assert_eq!((logged("\"callback enqueued\""), logged("callback duplicate")), (1, 1));
     // A forged signature is refused in the catalogue's shape
     let resp = post(signature.replace("v1=", "v1=00")).await.expect("forged callback");
     assert_eq!(resp.status().as_u16(), 401);
