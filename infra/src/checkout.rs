@@ -23,8 +23,9 @@ pub struct Providers {
     pub bank: Option<Map<String, Value>>,
     /// The Alipay app that signs page-payment links.
     pub alipay: Option<AlipayApp>,
-    /// The Alipay client for QR trades (`alipay.trade.precreate`); it signs with the same app key.
-    pub alipay_qr: Option<AlipayClient>,
+    /// The Alipay OpenAPI client: QR trades (`alipay.trade.precreate`), close and query. It signs with
+    /// the same app key, and needs Alipay's public key to verify the answers.
+    pub alipay_api: Option<AlipayClient>,
     /// The WeChat Pay merchant client (native and JSAPI prepay).
     pub wechatpay: Option<WechatPayClient>,
 }
@@ -66,14 +67,11 @@ impl Providers {
             }
         };
         // A QR trade is a call: it also needs Alipay's public key, which verifies the answer.
-        let alipay_qr = match (&alipay, crate::providers::alipay::Alipay::from_env()?) {
+        let alipay_api = match (&alipay, crate::providers::alipay::Alipay::from_env()?) {
             (Some(app), Some(verifier)) => Some(AlipayClient::new(
                 AlipayApp {
-                    app_id: app.app_id.clone(),
-                    key: MerchantKey::parse(&env("ALIPAY_APP_PRIVATE_KEY").unwrap_or_default())?,
-                    notify_url: app.notify_url.clone(),
                     return_url: None,
-                    gateway: app.gateway.clone(),
+                    ..app.clone()
                 },
                 verifier,
                 provider_timeout()?,
@@ -83,7 +81,7 @@ impl Providers {
         Ok(Providers {
             bank,
             alipay,
-            alipay_qr,
+            alipay_api,
             wechatpay: wechatpay_from_env()?,
         })
     }
@@ -165,14 +163,8 @@ impl PaymentGateway for Providers {
                 let app = self.alipay.as_ref().ok_or_else(|| unconfigured("Alipay checkout"))?;
                 Ok(alipay_page(app, request, request.requested_at))
             }
-            Scene::Native | Scene::Jsapi => match &self.wechatpay {
-                Some(client) => client.prepay(request).await,
-                None => Err(unconfigured("WeChat Pay checkout")),
-            },
-            Scene::Qr => match &self.alipay_qr {
-                Some(client) => client.precreate(request).await,
-                None => Err(unconfigured("Alipay QR checkout")),
-            },
+            Scene::Native | Scene::Jsapi => self.wechatpay()?.prepay(request).await,
+            Scene::Qr => self.alipay_api()?.precreate(request).await,
         }
     }
 
@@ -192,13 +184,14 @@ impl PaymentGateway for Providers {
 }
 
 impl Providers {
+    /// The WeChat Pay client (prepay, close, query).
     fn wechatpay(&self) -> Result<&WechatPayClient, ProviderError> {
         self.wechatpay.as_ref().ok_or_else(|| unconfigured("WeChat Pay"))
     }
 
-    /// The Alipay OpenAPI client (QR trades, close, query): it needs Alipay's public key to verify.
+    /// The Alipay OpenAPI client (QR trades, close, query).
     fn alipay_api(&self) -> Result<&AlipayClient, ProviderError> {
-        self.alipay_qr
+        self.alipay_api
             .as_ref()
             .ok_or_else(|| unconfigured("Alipay (ALIPAY_PUBLIC_KEY)"))
     }

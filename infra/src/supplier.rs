@@ -99,11 +99,7 @@ pub struct HttpSupplier {
 impl HttpSupplier {
     /// A client with its own connection pool (rustls, no OpenSSL).
     pub fn new(config: SupplierConfig) -> Result<Self, String> {
-        let client = crate::tls::client_builder()
-            .connect_timeout(config.timeout)
-            .timeout(config.timeout)
-            .build()
-            .map_err(|e| format!("supplier HTTP client: {e}"))?;
+        let client = crate::tls::client(config.timeout).map_err(|e| format!("supplier HTTP client: {e}"))?;
         Ok(HttpSupplier {
             client,
             breaker: crate::breaker::Breaker::new("supplier", config.failure_threshold, config.cool_down),

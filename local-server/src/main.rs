@@ -316,17 +316,15 @@ async fn checkout_providers(paths: &DataPaths, addr: SocketAddr) -> Result<Local
         };
         let fake = testkit::fake_alipay::FakeAlipay::start(alipay, &app_key.public_key_base64()).await?;
         tracing::info!(gateway = %fake.gateway, "Alipay checkout is not configured: a fake Alipay gateway serves it");
-        let app = || -> Result<AlipayApp, infra::providers::ConfigError> {
-            Ok(AlipayApp {
-                app_id: dev.alipay.app_id.clone(),
-                key: MerchantKey::parse(&app_key.pkcs8_base64())?,
-                notify_url: notify("alipay"),
-                return_url: None,
-                gateway: fake.gateway.clone(),
-            })
+        let app = AlipayApp {
+            app_id: dev.alipay.app_id.clone(),
+            key: MerchantKey::parse(&app_key.pkcs8_base64())?,
+            notify_url: notify("alipay"),
+            return_url: None,
+            gateway: fake.gateway.clone(),
         };
-        providers.alipay = Some(app()?);
-        providers.alipay_qr = Some(AlipayClient::new(app()?, dev.alipay.config(), DEFAULT_TIMEOUT)?);
+        providers.alipay_api = Some(AlipayClient::new(app.clone(), dev.alipay.config(), DEFAULT_TIMEOUT)?);
+        providers.alipay = Some(app);
         cashiers.alipay = Some(fake);
     }
     Ok(LocalProviders {

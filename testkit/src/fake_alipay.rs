@@ -6,9 +6,7 @@
 //! `<method>_response` text with Alipay's key; it can be made slow, failing (`20000`) or to tamper with
 //! its signed answers.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -17,6 +15,7 @@ use axum::routing::post;
 use axum::Router;
 use serde_json::{json, Value};
 
+use crate::controls::{Controls, Trades};
 use crate::providers::AlipaySimulator;
 
 /// A trade as the fake keeps it.
@@ -49,12 +48,8 @@ struct FakeState {
     app_key: infra::providers::RsaPublicKey,
     /// Alipay: its key signs answers and notifications.
     alipay: AlipaySimulator,
-    trades: Mutex<HashMap<String, Trade>>,
-    requests: AtomicUsize,
-    closes: AtomicUsize,
-    delay_ms: AtomicU64,
-    failing: AtomicBool,
-    tamper: AtomicBool,
+    trades: Trades<Trade>,
+    controls: Controls,
 }
 
 /// A running fake; its server stops with the runtime.
@@ -66,11 +61,7 @@ pub struct FakeAlipay {
 }
 
 async fn handle(State(state): State<Arc<FakeState>>, body: Bytes) -> Response {
-    state.requests.fetch_add(1, Ordering::SeqCst);
-    let delay = state.delay_ms.load(Ordering::SeqCst);
-    if delay > 0 {
-        tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
-    }
+    let failing = state.controls.admit().await;
     let params: Vec<(String, String)> = form_urlencoded::parse(&body)
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
@@ -83,7 +74,7 @@ async fn handle(State(state): State<Arc<FakeState>>, body: Bytes) -> Response {
     };
     let method = param("method");
     let signed = infra::providers::alipay::request_signing_string(&params);
-    let (key, response) = if state.failing.load(Ordering::SeqCst) {
+    let (key, response) = if failing {
         (
             method.replace('.', "_") + "_response",
             json!({"code": "20000", "msg": "Service Currently Unavailable", "sub_code": "isp.unknow-error"}),
@@ -101,7 +92,7 @@ async fn handle(State(state): State<Arc<FakeState>>, body: Bytes) -> Response {
     };
     let text = response.to_string();
     let sign = state.alipay.key.sign(text.as_bytes());
-    let text = if state.tamper.load(Ordering::SeqCst) {
+    let text = if state.controls.tampering() {
         text.replace("https://qr.alipay.com/", "https://qr.attacker.example/")
     } else {
         text
@@ -123,7 +114,7 @@ fn answer(state: &FakeState, method: &str, params: &[(String, String)]) -> Value
     let Some(out_trade_no) = biz["out_trade_no"].as_str().map(str::to_owned) else {
         return business_failed("ACQ.INVALID_PARAMETER", "参数无效");
     };
-    let mut trades = state.trades.lock().unwrap_or_else(|p| p.into_inner());
+    let mut trades = state.trades.lock();
     if let Some(trade) = trades.get_mut(&out_trade_no) {
         trade.expire();
     }
@@ -144,7 +135,7 @@ fn answer(state: &FakeState, method: &str, params: &[(String, String)]) -> Value
             }
         }
         "alipay.trade.close" => {
-            state.closes.fetch_add(1, Ordering::SeqCst);
+            state.controls.count_close();
             let Some(trade) = trades.get_mut(&out_trade_no) else {
                 return business_failed("ACQ.TRADE_NOT_EXIST", "交易不存在");
             };
@@ -181,12 +172,8 @@ impl FakeAlipay {
             app_id: alipay.app_id.clone(),
             app_key,
             alipay,
-            trades: Mutex::new(HashMap::new()),
-            requests: AtomicUsize::new(0),
-            closes: AtomicUsize::new(0),
-            delay_ms: AtomicU64::new(0),
-            failing: AtomicBool::new(false),
-            tamper: AtomicBool::new(false),
+            trades: Trades::default(),
+            controls: Controls::default(),
         });
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
         let gateway = format!("http://{}/gateway.do", listener.local_addr()?);
@@ -201,19 +188,19 @@ impl FakeAlipay {
 
     /// The trade kept for `out_trade_no`.
     pub fn trade(&self, out_trade_no: &str) -> Option<Trade> {
-        self.state
-            .trades
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(out_trade_no)
-            .cloned()
+        self.state.trades.get(out_trade_no)
+    }
+
+    /// Its switches (slow, failing with `20000`, tampering) and counters.
+    pub fn controls(&self) -> &Controls {
+        &self.state.controls
     }
 
     /// The shopper pays the trade: it turns `TRADE_SUCCESS`, and the notification Alipay posts for it
     /// (form-urlencoded, signed, its amount the trade's) is returned. `None` for a trade it does not keep
     /// or no longer open.
     pub fn pay(&self, out_trade_no: &str) -> Option<String> {
-        let mut trades = self.state.trades.lock().unwrap_or_else(|p| p.into_inner());
+        let mut trades = self.state.trades.lock();
         let trade = trades.get_mut(out_trade_no)?;
         trade.expire();
         if trade.state != "WAIT_BUYER_PAY" {
@@ -252,37 +239,11 @@ impl FakeAlipay {
         response.text().await.map_err(|e| e.to_string())
     }
 
-    /// Every request received.
-    pub fn requests(&self) -> usize {
-        self.state.requests.load(Ordering::SeqCst)
-    }
-
     /// Moves a kept trade's `time_expire` (`yyyy-MM-dd HH:mm:ss`, China time), as if it had been asked
     /// for so: for tests of the fake's own expiry.
     pub fn set_time_expire(&self, out_trade_no: &str, time_expire: &str) {
-        let mut trades = self.state.trades.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(trade) = trades.get_mut(out_trade_no) {
-            trade.biz["time_expire"] = json!(time_expire);
-        }
-    }
-
-    /// `alipay.trade.close` requests that passed the signature check.
-    pub fn closes(&self) -> usize {
-        self.state.closes.load(Ordering::SeqCst)
-    }
-
-    /// Answers after `delay` (zero: at once).
-    pub fn set_delay(&self, delay: std::time::Duration) {
-        self.state.delay_ms.store(delay.as_millis() as u64, Ordering::SeqCst);
-    }
-
-    /// Answers `20000` while set.
-    pub fn set_failing(&self, failing: bool) {
-        self.state.failing.store(failing, Ordering::SeqCst);
-    }
-
-    /// Changes its answers after signing them while set.
-    pub fn set_tampering(&self, tamper: bool) {
-        self.state.tamper.store(tamper, Ordering::SeqCst);
+        self.state
+            .trades
+            .update(out_trade_no, |trade| trade.biz["time_expire"] = json!(time_expire));
     }
 }

@@ -7,10 +7,8 @@
 //! can be paid: the trade turns `SUCCESS` and the platform's real notification (signed, its resource
 //! sealed under the merchant's APIv3 key, the trade's `transaction_id`) goes to the trade's `notify_url`.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -21,6 +19,7 @@ use axum::Router;
 use domain::Timestamp;
 use serde_json::{json, Value};
 
+use crate::controls::{Controls, Trades};
 use crate::providers::{Posted, WechatPaySimulator};
 
 /// A trade as the fake keeps it.
@@ -54,13 +53,9 @@ struct FakeState {
     merchant_key: infra::providers::RsaPublicKey,
     /// The platform: its key signs answers and notifications.
     platform: WechatPaySimulator,
-    trades: Mutex<HashMap<String, Trade>>,
-    requests: AtomicUsize,
+    trades: Trades<Trade>,
     prepay_calls: AtomicUsize,
-    closes: AtomicUsize,
-    delay_ms: AtomicU64,
-    failing: AtomicBool,
-    tamper: AtomicBool,
+    controls: Controls,
 }
 
 /// A running fake; its server stops with the runtime.
@@ -115,12 +110,7 @@ async fn admit(
     body: &[u8],
     serve: impl FnOnce() -> (StatusCode, Option<Value>),
 ) -> Response {
-    state.requests.fetch_add(1, Ordering::SeqCst);
-    let delay = state.delay_ms.load(Ordering::SeqCst);
-    if delay > 0 {
-        tokio::time::sleep(Duration::from_millis(delay)).await;
-    }
-    let (status, answer) = if state.failing.load(Ordering::SeqCst) {
+    let (status, answer) = if state.controls.admit().await {
         let (status, answer) = error(StatusCode::INTERNAL_SERVER_ERROR, "SYSTEM_ERROR", "系统错误");
         (status, Some(answer))
     } else if !signed_by_merchant(state, headers, method, path, body) {
@@ -163,8 +153,8 @@ async fn close(
             let (status, answer) = error(StatusCode::BAD_REQUEST, "PARAM_ERROR", "参数错误");
             return (status, Some(answer));
         }
-        state.closes.fetch_add(1, Ordering::SeqCst);
-        let mut trades = state.trades.lock().unwrap_or_else(|p| p.into_inner());
+        state.controls.count_close();
+        let mut trades = state.trades.lock();
         let Some(trade) = trades.get_mut(&out_trade_no) else {
             let (status, answer) = error(StatusCode::NOT_FOUND, "ORDER_NOT_EXIST", "订单不存在");
             return (status, Some(answer));
@@ -199,7 +189,7 @@ async fn query(
             let (status, answer) = error(StatusCode::BAD_REQUEST, "PARAM_ERROR", "参数错误");
             return (status, Some(answer));
         }
-        let mut trades = state.trades.lock().unwrap_or_else(|p| p.into_inner());
+        let mut trades = state.trades.lock();
         let Some(trade) = trades.get_mut(&out_trade_no) else {
             let (status, answer) = error(StatusCode::NOT_FOUND, "ORDER_NOT_EXIST", "订单不存在");
             return (status, Some(answer));
@@ -237,7 +227,7 @@ fn open_trade(state: &FakeState, kind: &str, body: &[u8]) -> (StatusCode, Value)
     if request["mchid"] != state.mchid.as_str() || (kind == "jsapi" && request["payer"]["openid"].as_str().is_none()) {
         return error(StatusCode::BAD_REQUEST, "PARAM_ERROR", "参数错误");
     }
-    let mut trades = state.trades.lock().unwrap_or_else(|p| p.into_inner());
+    let mut trades = state.trades.lock();
     let trade = trades.entry(out_trade_no).or_insert_with(|| Trade {
         request: request.clone(),
         state: "NOTPAY".into(),
@@ -273,7 +263,7 @@ fn signed_answer(state: &FakeState, status: StatusCode, answer: Option<&Value>) 
         .platform
         .key
         .sign(format!("{timestamp}\n{nonce}\n{body}\n").as_bytes());
-    let body = if state.tamper.load(Ordering::SeqCst) {
+    let body = if state.controls.tampering() {
         body.replace("weixin://", "weixin://attacker/")
     } else {
         body
@@ -307,13 +297,9 @@ impl FakeWechatPay {
             mchid: platform.mchid.clone(),
             merchant_key,
             platform,
-            trades: Mutex::new(HashMap::new()),
-            requests: AtomicUsize::new(0),
+            trades: Trades::default(),
             prepay_calls: AtomicUsize::new(0),
-            closes: AtomicUsize::new(0),
-            delay_ms: AtomicU64::new(0),
-            failing: AtomicBool::new(false),
-            tamper: AtomicBool::new(false),
+            controls: Controls::default(),
         });
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
         let base_url = format!("http://{}", listener.local_addr()?);
@@ -330,18 +316,18 @@ impl FakeWechatPay {
 
     /// The trade kept for `out_trade_no`.
     pub fn trade(&self, out_trade_no: &str) -> Option<Trade> {
-        self.state
-            .trades
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(out_trade_no)
-            .cloned()
+        self.state.trades.get(out_trade_no)
+    }
+
+    /// Its switches (slow, failing, tampering) and counters.
+    pub fn controls(&self) -> &Controls {
+        &self.state.controls
     }
 
     /// The shopper pays the trade: it turns `SUCCESS`, and the notification WeChat Pay posts for it (its
     /// amount the trade's, its id fresh) is returned. `None` for a trade it does not keep or no longer open.
     pub fn pay(&self, out_trade_no: &str) -> Option<Posted> {
-        let mut trades = self.state.trades.lock().unwrap_or_else(|p| p.into_inner());
+        let mut trades = self.state.trades.lock();
         let trade = trades.get_mut(out_trade_no)?;
         trade.expire(Timestamp::now());
         if trade.state != "NOTPAY" {
@@ -377,42 +363,16 @@ impl FakeWechatPay {
         Ok(response.status().as_u16())
     }
 
-    /// Every request received, answered or not.
-    pub fn requests(&self) -> usize {
-        self.state.requests.load(Ordering::SeqCst)
-    }
-
     /// Moves a kept trade's `time_expire` (RFC 3339), as if it had been asked for so: for tests of the
     /// fake's own expiry.
     pub fn set_time_expire(&self, out_trade_no: &str, time_expire: &str) {
-        let mut trades = self.state.trades.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(trade) = trades.get_mut(out_trade_no) {
-            trade.request["time_expire"] = json!(time_expire);
-        }
-    }
-
-    /// Close requests that passed the signature check.
-    pub fn closes(&self) -> usize {
-        self.state.closes.load(Ordering::SeqCst)
+        self.state
+            .trades
+            .update(out_trade_no, |trade| trade.request["time_expire"] = json!(time_expire));
     }
 
     /// Prepay requests that passed the signature check.
     pub fn prepay_calls(&self) -> usize {
         self.state.prepay_calls.load(Ordering::SeqCst)
-    }
-
-    /// Answers after `delay` (zero: at once).
-    pub fn set_delay(&self, delay: Duration) {
-        self.state.delay_ms.store(delay.as_millis() as u64, Ordering::SeqCst);
-    }
-
-    /// Answers `500 SYSTEM_ERROR` while set.
-    pub fn set_failing(&self, failing: bool) {
-        self.state.failing.store(failing, Ordering::SeqCst);
-    }
-
-    /// Changes its answers after signing them while set.
-    pub fn set_tampering(&self, tamper: bool) {
-        self.state.tamper.store(tamper, Ordering::SeqCst);
     }
 }

@@ -2,6 +2,7 @@
 //! kept out of the production crates (no Lambda function depends on this crate, so none links axum or a
 //! signing key generator).
 
+pub mod controls;
 pub mod counter;
 pub mod fake_alipay;
 pub mod fake_supplier;

@@ -135,7 +135,7 @@ impl Alipay {
 
 /// The app's side of Alipay OpenAPI requests: who we are, the key that signs, where Alipay sends the
 /// shopper back and its notifications. The private key never appears in `Debug` output.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct AlipayApp {
     /// `app_id`.
     pub app_id: String,
@@ -253,11 +253,7 @@ impl std::fmt::Debug for AlipayClient {
 impl AlipayClient {
     /// A client with its own connection pool (rustls), `timeout` per try.
     pub fn new(app: AlipayApp, alipay: Alipay, timeout: std::time::Duration) -> Result<Self, ConfigError> {
-        let http = crate::tls::client_builder()
-            .connect_timeout(timeout)
-            .timeout(timeout)
-            .build()
-            .map_err(|e| ConfigError(format!("Alipay HTTP client: {e}")))?;
+        let http = crate::tls::client(timeout).map_err(|e| ConfigError(format!("Alipay HTTP client: {e}")))?;
         Ok(AlipayClient {
             app,
             alipay,

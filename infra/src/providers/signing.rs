@@ -9,8 +9,10 @@ use ring::signature::RSA_PKCS1_SHA256;
 
 use super::ConfigError;
 
-/// A merchant private key. Its `Debug` output names no key material.
-pub struct MerchantKey(KeyPair);
+/// A merchant private key, parsed once and shared by its clones. Its `Debug` output names no key
+/// material.
+#[derive(Clone)]
+pub struct MerchantKey(std::sync::Arc<KeyPair>);
 
 impl std::fmt::Debug for MerchantKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -34,7 +36,7 @@ impl MerchantKey {
         })?;
         KeyPair::from_pkcs8(&der)
             .or_else(|_| KeyPair::from_der(&der))
-            .map(MerchantKey)
+            .map(|key| MerchantKey(std::sync::Arc::new(key)))
             .map_err(|_| ConfigError("not an RSA private key (PKCS#8 or PKCS#1)".into()))
     }
 

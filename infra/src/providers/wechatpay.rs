@@ -310,11 +310,7 @@ impl WechatPayClient {
         platform: WechatPay,
         timeout: std::time::Duration,
     ) -> Result<Self, ConfigError> {
-        let http = crate::tls::client_builder()
-            .connect_timeout(timeout)
-            .timeout(timeout)
-            .build()
-            .map_err(|e| ConfigError(format!("WeChat Pay HTTP client: {e}")))?;
+        let http = crate::tls::client(timeout).map_err(|e| ConfigError(format!("WeChat Pay HTTP client: {e}")))?;
         Ok(WechatPayClient {
             merchant,
             platform,

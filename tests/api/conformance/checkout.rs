@@ -20,7 +20,7 @@ async fn given(env: TestEnv, method: &str, ttl: u32) -> (TestEnv, Value, String)
             .as_object()
             .cloned(),
         wechatpay: None,
-        alipay_qr: None,
+        alipay_api: None,
         alipay: Some(AlipayApp {
             app_id: ALIPAY_APP.into(),
             key: infra::providers::signing::MerchantKey::parse(&key.pkcs8_base64()).unwrap(),
@@ -493,7 +493,7 @@ pub async fn a_wechatpay_that_fails_or_lies_is_503_and_nothing_is_stored(env: Te
     // A signed answer changed on the way: not believed
     let (order, payment, _) = wechat_order(&env).await;
     let before = env.snapshot().await;
-    fake.set_tampering(true);
+    fake.controls().set_tampering(true);
     let (status, answer) = checkout(&env, Some("alice"), &order, &payment, &Value::Null).await;
     assert_eq!(
         (status, answer["error"]["code"].as_str()),
@@ -501,11 +501,11 @@ pub async fn a_wechatpay_that_fails_or_lies_is_503_and_nothing_is_stored(env: Te
         "{answer}"
     );
     assert_eq!(env.snapshot().await, before);
-    fake.set_tampering(false);
+    fake.controls().set_tampering(false);
 
     // Slower than the timeout: two tries, then 503 with Retry-After
-    fake.set_delay(std::time::Duration::from_millis(800));
-    let requests = fake.requests();
+    fake.controls().set_delay(std::time::Duration::from_millis(800));
+    let requests = fake.controls().requests();
     let path = format!("/api/orders/{order}/payments/{payment}/checkout/");
     let resp = checkout_payment::handle(&env.svc, e2e::request("POST", &path, Some("alice"), b"")).await;
     assert_eq!(
@@ -518,12 +518,12 @@ pub async fn a_wechatpay_that_fails_or_lies_is_503_and_nothing_is_stored(env: Te
         (503, Some("PROVIDER_UNAVAILABLE")),
         "{answer}"
     );
-    assert_eq!(fake.requests() - requests, 2, "one retry");
+    assert_eq!(fake.controls().requests() - requests, 2, "one retry");
     assert_eq!(env.snapshot().await, before);
-    fake.set_delay(std::time::Duration::ZERO);
+    fake.controls().set_delay(std::time::Duration::ZERO);
 
     // A system error on every try: after five failed checkouts the breaker fails the next at once
-    fake.set_failing(true);
+    fake.controls().set_failing(true);
     for _ in 0..3 {
         // (two failures already counted above)
         assert_eq!(
@@ -531,14 +531,14 @@ pub async fn a_wechatpay_that_fails_or_lies_is_503_and_nothing_is_stored(env: Te
             503
         );
     }
-    let requests = fake.requests();
+    let requests = fake.controls().requests();
     assert_eq!(
         checkout(&env, Some("alice"), &order, &payment, &Value::Null).await.0,
         503
     );
-    assert_eq!(fake.requests(), requests, "open: no request");
+    assert_eq!(fake.controls().requests(), requests, "open: no request");
     // After the cool-down, a trial that succeeds closes it
-    fake.set_failing(false);
+    fake.controls().set_failing(false);
     tokio::time::sleep(std::time::Duration::from_millis(350)).await;
     let (status, got) = checkout(&env, Some("alice"), &order, &payment, &Value::Null).await;
     assert_eq!(status, 200, "{got}");
@@ -594,7 +594,7 @@ async fn with_alipay(
         .unwrap()
         .with_breaker(5, std::time::Duration::from_millis(300));
     let env = env.with_gateway(Arc::new(Providers {
-        alipay_qr: Some(client),
+        alipay_api: Some(client),
         ..Providers::default()
     }));
     env.product("fridge", "3299.00", 100).await;
@@ -636,9 +636,13 @@ pub async fn an_alipay_qr_checkout_opens_a_verified_trade_at_the_gateway(env: Te
         Some("https://shop.example/api/payments/callback/alipay/")
     );
     assert_eq!(param("sign_type").as_deref(), Some("RSA2"));
-    let requests = fake.requests();
+    let requests = fake.controls().requests();
     assert_eq!(checkout(&env, Some("alice"), &order, &payment, &qr).await.0, 200);
-    assert_eq!(fake.requests(), requests, "the stored checkout, no second call");
+    assert_eq!(
+        fake.controls().requests(),
+        requests,
+        "the stored checkout, no second call"
+    );
 
     // A tampered answer, and a gateway that keeps failing: 503, nothing stored
     let body = json!({"product_id": "fridge", "address_id": "alice-home", "quantity": 1, "payment_method": "alipay"});
@@ -646,8 +650,8 @@ pub async fn an_alipay_qr_checkout_opens_a_verified_trade_at_the_gateway(env: Te
     let (other_order, other_payment) = ids(&other);
     let before = env.snapshot().await;
     for (tamper, failing) in [(true, false), (false, true)] {
-        fake.set_tampering(tamper);
-        fake.set_failing(failing);
+        fake.controls().set_tampering(tamper);
+        fake.controls().set_failing(failing);
         let (status, answer) = checkout(&env, Some("alice"), &other_order, &other_payment, &qr).await;
         assert_eq!(
             (status, answer["error"]["code"].as_str()),
@@ -656,8 +660,8 @@ pub async fn an_alipay_qr_checkout_opens_a_verified_trade_at_the_gateway(env: Te
         );
         assert_eq!(env.snapshot().await, before);
     }
-    fake.set_tampering(false);
-    fake.set_failing(false);
+    fake.controls().set_tampering(false);
+    fake.controls().set_failing(false);
 
     // Paid at Alipay (its notification not arrived), then asked afresh: the trade has succeeded; the
     // query's success is applied, and the payment is not payable here
@@ -733,7 +737,7 @@ pub async fn paying_at_the_provider_pays_the_order_through_its_notification(env:
             )
             .unwrap(),
         ),
-        alipay_qr: Some(
+        alipay_api: Some(
             infra::providers::alipay::AlipayClient::new(
                 AlipayApp {
                     app_id,

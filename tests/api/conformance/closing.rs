@@ -72,19 +72,13 @@ async fn with_providers(env: TestEnv) -> (TestEnv, Fakes) {
         return_url: None,
         gateway: alipay.gateway.clone(),
     };
-    let page_app = AlipayApp {
-        key: infra::providers::signing::MerchantKey::parse(&app_key.pkcs8_base64()).unwrap(),
-        app_id: app.app_id.clone(),
-        notify_url: app.notify_url.clone(),
-        return_url: None,
-        gateway: app.gateway.clone(),
-    };
+    let page_app = app.clone();
     let alipay_client = AlipayClient::new(app, alipay_platform, timeout)
         .unwrap()
         .with_breaker(1000, Duration::from_millis(100));
     let env = env.with_gateway(Arc::new(Providers {
         wechatpay: Some(wechat_client),
-        alipay_qr: Some(alipay_client),
+        alipay_api: Some(alipay_client),
         alipay: Some(page_app),
         ..Providers::default()
     }));
@@ -141,8 +135,8 @@ impl Fakes {
     }
 
     fn set_failing(&self, failing: bool) {
-        self.wechat.set_failing(failing);
-        self.alipay.set_failing(failing);
+        self.wechat.controls().set_failing(failing);
+        self.alipay.controls().set_failing(failing);
     }
 }
 
@@ -249,22 +243,25 @@ pub async fn an_unpaid_trade_is_closed_at_the_provider_then_the_payment_let_go(e
     // A page payment whose link was never opened has no trade at Alipay: "trade does not exist" counts
     // as closed
     let (order, payment) = checked_out(&env, "alipay", "page").await;
-    let closes = fakes.alipay.closes();
+    let closes = fakes.alipay.controls().closes();
     let (status, answer) = cancel_order(&env, Some("alice"), &order).await;
     assert_eq!(status, 200, "{answer}");
-    assert_eq!(fakes.alipay.closes(), closes + 1, "the close was asked");
+    assert_eq!(fakes.alipay.controls().closes(), closes + 1, "the close was asked");
     assert_eq!(fakes.alipay.trade(&payment), None);
     assert_eq!(answer["order"]["status"], "cancelled");
 
     // A bank transfer, and a payment never checked out, need no provider call
-    let requests = (fakes.wechat.requests(), fakes.alipay.requests());
+    let requests = (fakes.wechat.controls().requests(), fakes.alipay.controls().requests());
     for method in ["bank", "wechat"] {
         let body = json!({"product_id": "fridge", "address_id": "alice-home", "quantity": 1, "payment_method": method});
         let (_, created) = create_order(&env, Some("alice"), &body).await;
         let order = created["order"]["id"].as_str().unwrap();
         assert_eq!(cancel_order(&env, Some("alice"), order).await.0, 200);
     }
-    assert_eq!((fakes.wechat.requests(), fakes.alipay.requests()), requests);
+    assert_eq!(
+        (fakes.wechat.controls().requests(), fakes.alipay.controls().requests()),
+        requests
+    );
 }
 
 pub async fn a_trade_paid_with_its_notification_lost_pays_the_order_instead(env: TestEnv) {
