@@ -11,7 +11,7 @@ use futures::{StreamExt, TryStreamExt};
 use serde_json::{json, Value};
 
 /// Every function the harness runs, in its order: one per crate under `functions/`.
-pub const FUNCTIONS: [&str; 10] = [
+pub const FUNCTIONS: [&str; 11] = [
     "create_order",
     "create_batch_orders",
     "get_order",
@@ -22,6 +22,7 @@ pub const FUNCTIONS: [&str; 10] = [
     "payment_callback",
     "process_payment_callbacks",
     "expire_payments",
+    "refund_payments",
 ];
 
 /// Makes the event of invoke `n` (0 is the cold invoke).
@@ -454,7 +455,7 @@ pub fn functions(fx: &Fixture, proxy: &str) -> Vec<Function> {
         },
         Function {
             name: "expire_payments",
-            env: base,
+            env: base.clone(),
             event: Box::new(|_| infra::lambda::scheduled_event("123456789012", "us-east-1", "expire-payments")),
             // The cold invoke finds the due orders; later ones find the index empty.
             check: Box::new(move |report| {
@@ -464,6 +465,19 @@ pub fn functions(fx: &Fixture, proxy: &str) -> Vec<Function> {
                     Ok(())
                 } else {
                     Err(format!("expected a complete sweep, got {report}"))
+                }
+            }),
+        },
+        Function {
+            name: "refund_payments",
+            env: base,
+            event: Box::new(|_| infra::lambda::scheduled_event("123456789012", "us-east-1", "refund-payments")),
+            // No refund is due: one query of the work index's refund partition per run.
+            check: Box::new(|report| {
+                if report["complete"] == true && report["errors"] == 0 && report["found"] == 0 {
+                    Ok(())
+                } else {
+                    Err(format!("expected a complete run with nothing due, got {report}"))
                 }
             }),
         },

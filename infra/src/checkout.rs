@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use domain::checkout::{CheckoutRequest, Scene};
 use domain::closing::{Trade, TradeProvider, TradeState};
 use domain::ports::{PaymentGateway, ProviderError};
+use domain::refund::{RefundRequest, RefundState};
 use domain::Timestamp;
 use serde_json::{json, Map, Value};
 
@@ -179,6 +180,20 @@ impl PaymentGateway for Providers {
         match trade.provider {
             TradeProvider::Wechatpay => self.wechatpay()?.query(trade.payment_id.as_str()).await,
             TradeProvider::Alipay => self.alipay_api()?.query(trade.payment_id.as_str()).await,
+        }
+    }
+
+    async fn refund(&self, request: &RefundRequest) -> Result<RefundState, ProviderError> {
+        match request.provider {
+            TradeProvider::Wechatpay => self.wechatpay()?.refund(request).await,
+            TradeProvider::Alipay => self.alipay_api()?.refund(request).await,
+        }
+    }
+
+    async fn query_refund(&self, request: &RefundRequest) -> Result<RefundState, ProviderError> {
+        match request.provider {
+            TradeProvider::Wechatpay => self.wechatpay()?.query_refund(request).await,
+            TradeProvider::Alipay => self.alipay_api()?.query_refund(request).await,
         }
     }
 }

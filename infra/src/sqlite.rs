@@ -17,8 +17,9 @@ use domain::payment::Payment;
 use domain::placement::Placement;
 use domain::ports::{
     Catalog, CatalogAdmin, Due, DuePage, ExpiryIndex, ListPosition, ListedOrder, OrderList, OrderStore, OrderUpdates,
-    PlaceError, StoreError,
+    PlaceError, StoreError, WorkIndex, WorkItem, WorkPage,
 };
+use domain::refund::WorkKind;
 use domain::StockSource;
 use domain::{Timestamp, UserId};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
@@ -65,7 +66,23 @@ CREATE TABLE IF NOT EXISTS idempotency (
 CREATE INDEX IF NOT EXISTS payments_open_by_expiry ON payments (expires_at) WHERE status IN ('init', 'processing');
 CREATE INDEX IF NOT EXISTS payments_close_pending_by_expiry ON payments (expires_at)
     WHERE json_extract(doc, '$.close_pending') = 1;
+CREATE INDEX IF NOT EXISTS payments_by_work ON payments
+    (json_extract(doc, '$._work.kind'), json_extract(doc, '$._work.at'));
 "#;
+
+/// A payment's row document: the payment, and its place in the work index (`_work`, from
+/// [`Payment::work`], as DynamoDB's `work` and `work_at` attributes), which reading it back ignores.
+fn payment_doc(payment: &Payment) -> Result<String, StoreError> {
+    let mut doc = serde_json::to_value(payment).map_err(backend)?;
+    if let (Some(work), Some(fields)) = (payment.work(), doc.as_object_mut()) {
+        let at = format!("{} {}", work.at().to_rfc3339(), payment.id);
+        fields.insert(
+            "_work".into(),
+            serde_json::json!({ "kind": work.kind().as_str(), "at": at }),
+        );
+    }
+    serde_json::to_string(&doc).map_err(backend)
+}
 
 /// The SQLite store. Cloning shares the connection.
 #[derive(Clone)]
@@ -284,7 +301,7 @@ impl OrderStore for SqliteStore {
                     params![line.order.id.as_str(), order],
                 )
                 .map_err(backend)?;
-                let payment = serde_json::to_string(&line.payment).map_err(backend)?;
+                let payment = payment_doc(&line.payment)?;
                 tx.execute(
                     "INSERT INTO payments (id, doc) VALUES (?1, ?2)",
                     params![line.payment.id.as_str(), payment],
@@ -370,7 +387,7 @@ fn write_change(tx: &rusqlite::Transaction<'_>, change: &Change) -> Result<(), S
         return Err(backend("order version moved inside an immediate transaction"));
     }
     for payment in &change.payments {
-        let doc = serde_json::to_string(payment).map_err(backend)?;
+        let doc = payment_doc(payment)?;
         let changed = tx
             .execute(
                 "UPDATE payments SET doc = ?2 WHERE id = ?1",
@@ -382,7 +399,7 @@ fn write_change(tx: &rusqlite::Transaction<'_>, change: &Change) -> Result<(), S
         }
     }
     if let Some(payment) = &change.created {
-        let doc = serde_json::to_string(payment).map_err(backend)?;
+        let doc = payment_doc(payment)?;
         tx.execute(
             "INSERT INTO payments (id, doc) VALUES (?1, ?2)",
             params![payment.id.as_str(), doc],
@@ -468,6 +485,47 @@ impl OrderUpdates for SqliteStore {
             write_change(&tx, &change)?;
             tx.commit().map_err(backend)?;
             Ok(Updated::Judged(Box::new(state)))
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl WorkIndex for SqliteStore {
+    async fn work(&self, kind: WorkKind, after: Option<&str>, limit: usize) -> Result<WorkPage, StoreError> {
+        let after = after.unwrap_or("").to_owned();
+        let limit = i64::try_from(limit).map_err(backend)?;
+        self.with(move |conn| {
+            let mut stmt = conn
+                .prepare(
+                    "SELECT json_extract(doc, '$._work.at'), order_id, id FROM payments
+                     WHERE json_extract(doc, '$._work.kind') = ?1 AND json_extract(doc, '$._work.at') > ?2
+                     ORDER BY json_extract(doc, '$._work.kind'), json_extract(doc, '$._work.at') LIMIT ?3",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(params![kind.as_str(), after, limit], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+                })
+                .map_err(backend)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(backend)?;
+            let next = match rows.last() {
+                Some((at, ..)) if rows.len() as i64 == limit => Some(at.clone()),
+                _ => None,
+            };
+            let items = rows
+                .into_iter()
+                .map(|(at, order_id, payment_id)| {
+                    let since = at.split(' ').next().unwrap_or_default();
+                    Ok(WorkItem {
+                        order_id: OrderId::parse(&order_id).map_err(backend)?,
+                        payment_id: PaymentId::parse(&payment_id).map_err(backend)?,
+                        at: Timestamp::parse(since).map_err(backend)?,
+                    })
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            Ok(WorkPage { items, next })
         })
         .await
     }

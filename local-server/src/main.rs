@@ -60,6 +60,9 @@ struct Args {
     /// Seconds between expiry sweeps (the schedule's `rate(1 minute)` in AWS).
     #[arg(long, env = "EXPIRY_INTERVAL_SECS", default_value_t = 60, global = true)]
     expiry_interval: u64,
+    /// Seconds between refund runs (the schedule's `rate(1 minute)` in AWS).
+    #[arg(long, env = "REFUND_INTERVAL_SECS", default_value_t = 60, global = true)]
+    refund_interval: u64,
     /// Where development WeChat Pay and Alipay keys are kept when those providers are not configured
     /// (default: `dev-providers.json` in the data folder).
     #[arg(long, env = "PROVIDER_KEYS", global = true)]
@@ -393,7 +396,8 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         let processor = processor.clone();
         async move { process_payment_callbacks::handle(&processor, event).await }
     }));
-    tokio::spawn(expiry_ticker(services.clone(), args.expiry_interval));
+    tokio::spawn(ticker(services.clone(), Schedule::Expiry, args.expiry_interval));
+    tokio::spawn(ticker(services.clone(), Schedule::Refunds, args.refund_interval));
     let cursor_secret = match std::env::var("LIST_CURSOR_SECRET") {
         Ok(secret) => secret,
         // Kept in the data folder, so a restart still reads the cursors it issued.
@@ -465,14 +469,27 @@ fn provider_settings(
     Ok((wechatpay, alipay))
 }
 
-/// Plays the EventBridge schedule: every `interval` seconds, the sweeper's handler gets a real
+/// The scheduled functions the server plays.
+#[derive(Clone, Copy)]
+enum Schedule {
+    /// expire_payments.
+    Expiry,
+    /// refund_payments.
+    Refunds,
+}
+
+/// Plays an EventBridge schedule: every `interval` seconds, the function's handler gets a real
 /// scheduled-event payload and a minute to run, as its Lambda would.
-async fn expiry_ticker(services: Arc<Services>, interval: u64) {
+async fn ticker(services: Arc<Services>, schedule: Schedule, interval: u64) {
     let mut ticks = tokio::time::interval(std::time::Duration::from_secs(interval.max(1)));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let rule = match schedule {
+        Schedule::Expiry => "expire-payments",
+        Schedule::Refunds => "refund-payments",
+    };
     loop {
         ticks.tick().await;
-        let event = infra::lambda::scheduled_event("000000000000", "local", "expire-payments");
+        let event = infra::lambda::scheduled_event("000000000000", "local", rule);
         let event = match serde_json::from_value(event) {
             Ok(event) => event,
             Err(err) => {
@@ -481,8 +498,12 @@ async fn expiry_ticker(services: Arc<Services>, interval: u64) {
             }
         };
         let deadline = std::time::SystemTime::now() + std::time::Duration::from_secs(60);
-        if let Err(err) = expire_payments::handle(&services, event, deadline).await {
-            tracing::error!(error = %domain::error::error_chain(&err), "expiry sweep failed");
+        let failed = match schedule {
+            Schedule::Expiry => expire_payments::handle(&services, event, deadline).await.err(),
+            Schedule::Refunds => refund_payments::handle(&services, event, deadline).await.err(),
+        };
+        if let Some(err) = failed {
+            tracing::error!(rule, error = %domain::error::error_chain(&err), "scheduled run failed");
         }
     }
 }

@@ -24,6 +24,36 @@ pub enum ReportedStatus {
     Succeeded,
     /// The provider refused or closed the payment.
     Failed,
+    /// The payment's refund succeeded (WeChat Pay `REFUND.SUCCESS`): `provider_txn_id` is the
+    /// provider's refund id, `amount` the amount refunded.
+    Refunded,
+    /// The payment's refund is stuck at the provider (`REFUND.ABNORMAL`): not final.
+    #[serde(rename = "refund_abnormal")]
+    RefundAbnormal,
+    /// The payment's refund was closed for good (`REFUND.CLOSED`).
+    #[serde(rename = "refund_closed")]
+    RefundClosed,
+}
+
+impl ReportedStatus {
+    /// What a refund notification says of the refund; `None` for a payment's own statuses.
+    pub fn refund_state(self, provider_refund_id: &str) -> Option<crate::refund::RefundState> {
+        use crate::refund::RefundState;
+        match self {
+            Self::Refunded => Some(RefundState::Succeeded {
+                refund_id: provider_refund_id.to_owned(),
+            }),
+            Self::RefundAbnormal => Some(RefundState::Pending {
+                refund_id: Some(provider_refund_id.to_owned()),
+                status: "ABNORMAL".into(),
+            }),
+            Self::RefundClosed => Some(RefundState::Refused {
+                code: "CLOSED".into(),
+                message: "the provider closed the refund".into(),
+            }),
+            Self::Processing | Self::Succeeded | Self::Failed => None,
+        }
+    }
 }
 
 /// Which format (and so which provider) a callback came in.

@@ -15,6 +15,7 @@ pub mod order;
 pub mod payment;
 pub mod placement;
 pub mod ports;
+pub mod refund;
 pub mod time;
 pub mod usecases;
 

@@ -21,16 +21,26 @@ pub enum PaymentStatus {
     Failed,
     /// Its time ran out.
     Expired,
+    /// Paid, and its refund decided: a worker is sending it to the provider (docs/api.md §17).
+    Refunding,
+    /// The provider refunded it.
+    Refunded,
+    /// The provider refused the refund for good (or no provider can refund it): for an operator.
+    #[serde(rename = "refund_failed")]
+    RefundFailed,
 }
 
 impl PaymentStatus {
     /// Every status.
-    pub const ALL: [PaymentStatus; 5] = [
+    pub const ALL: [PaymentStatus; 8] = [
         Self::Init,
         Self::Processing,
         Self::Succeeded,
         Self::Failed,
         Self::Expired,
+        Self::Refunding,
+        Self::Refunded,
+        Self::RefundFailed,
     ];
 
     /// The wire name.
@@ -41,6 +51,9 @@ impl PaymentStatus {
             Self::Succeeded => "succeeded",
             Self::Failed => "failed",
             Self::Expired => "expired",
+            Self::Refunding => "refunding",
+            Self::Refunded => "refunded",
+            Self::RefundFailed => "refund_failed",
         }
     }
 
@@ -49,8 +62,14 @@ impl PaymentStatus {
         matches!(self, Self::Init | Self::Processing)
     }
 
+    /// Whether the provider holds the shopper's money for it: succeeded, or on its way back.
+    pub fn holds_money(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Refunding | Self::RefundFailed)
+    }
+
     /// Whether `self → to` is allowed. `expired → succeeded` exists only for a provider's late success
-    /// callback (docs/api.md §8); nothing else leaves `expired`.
+    /// callback (docs/api.md §8); nothing else leaves `expired`. A refund runs `succeeded → refunding →
+    /// refunded | refund_failed` (docs/api.md §17).
     pub fn can_transition(self, to: PaymentStatus) -> bool {
         use PaymentStatus::*;
         matches!(
@@ -63,6 +82,9 @@ impl PaymentStatus {
                 | (Processing, Failed)
                 | (Processing, Expired)
                 | (Expired, Succeeded)
+                | (Succeeded, Refunding)
+                | (Refunding, Refunded)
+                | (Refunding, RefundFailed)
         )
     }
 }
@@ -123,6 +145,9 @@ pub struct Payment {
     /// which later sweeps keep trying.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub close_pending: bool,
+    /// Its refund, once decided (docs/api.md §17).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refund: Option<crate::refund::Refund>,
 }
 
 impl Payment {
@@ -153,6 +178,7 @@ impl Payment {
             refund_required: false,
             checkout: None,
             close_pending: false,
+            refund: None,
         }
     }
 
@@ -245,6 +271,9 @@ mod tests {
             (Processing, Failed),
             (Processing, Expired),
             (Expired, Succeeded),
+            (Succeeded, Refunding),
+            (Refunding, Refunded),
+            (Refunding, RefundFailed),
         ];
         for from in PaymentStatus::ALL {
             for to in PaymentStatus::ALL {

@@ -87,9 +87,9 @@ pub trait Catalog: Send + Sync {
 
 /// A store adapter: every port over the one table (or file) at once. The services are assembled from one
 /// ([`crate::usecases::Services::over`]); each use case still takes only the ports it uses.
-pub trait Store: Catalog + CatalogAdmin + OrderStore + OrderUpdates + ExpiryIndex + OrderList {}
+pub trait Store: Catalog + CatalogAdmin + OrderStore + OrderUpdates + ExpiryIndex + OrderList + WorkIndex {}
 
-impl<T: Catalog + CatalogAdmin + OrderStore + OrderUpdates + ExpiryIndex + OrderList> Store for T {}
+impl<T: Catalog + CatalogAdmin + OrderStore + OrderUpdates + ExpiryIndex + OrderList + WorkIndex> Store for T {}
 
 /// Writes the catalogue (the catalogue loader, tests and operators use it; the API never does).
 #[async_trait]
@@ -171,6 +171,39 @@ pub trait ExpiryIndex: Send + Sync {
     async fn due(&self, now: Timestamp, after: Option<&str>, limit: usize) -> Result<DuePage, StoreError>;
 }
 
+/// A payment in the work index ([`crate::payment::Payment::work`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkItem {
+    /// Its order.
+    pub order_id: OrderId,
+    /// The payment.
+    pub payment_id: PaymentId,
+    /// Since when (the refund's decision, or the oldest reason for attention).
+    pub at: Timestamp,
+}
+
+/// One page of the work index and where the next starts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkPage {
+    /// Oldest first.
+    pub items: Vec<WorkItem>,
+    /// An opaque position to continue from; `None` after the last page.
+    pub next: Option<String>,
+}
+
+/// The work index: refunds to send and payments an operator must look at, oldest first (a sparse
+/// index, never a table scan).
+#[async_trait]
+pub trait WorkIndex: Send + Sync {
+    /// Up to `limit` payments of `kind`, oldest first, continuing from `after`.
+    async fn work(
+        &self,
+        kind: crate::refund::WorkKind,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<WorkPage, StoreError>;
+}
+
 /// Where a shopper's order list continues: the last order of the previous page.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ListPosition {
@@ -250,6 +283,12 @@ pub enum Metric {
     AmountMismatch,
     /// Money arrived that must be refunded.
     RefundRequired,
+    /// A refund was decided (payment `refunding`).
+    RefundStarted,
+    /// A provider refunded a payment.
+    RefundSucceeded,
+    /// A refund failed for good (`refund_failed`): an operator must settle it.
+    RefundFailed,
 }
 
 impl Metric {
@@ -260,6 +299,9 @@ impl Metric {
             Self::CallbackRetried => "CallbackRetried",
             Self::AmountMismatch => "CallbackAmountMismatch",
             Self::RefundRequired => "RefundRequired",
+            Self::RefundStarted => "RefundStarted",
+            Self::RefundSucceeded => "RefundSucceeded",
+            Self::RefundFailed => "RefundFailed",
         }
     }
 }
@@ -330,6 +372,18 @@ pub trait PaymentGateway: Send + Sync {
     /// The trade as its provider reports it (WeChat Pay's query by `out_trade_no`,
     /// `alipay.trade.query`), its answer verified; a trade the provider does not know is `Closed`.
     async fn query(&self, trade: &crate::closing::Trade) -> Result<crate::closing::TradeState, ProviderError>;
+
+    /// Asks the provider for the refund (WeChat Pay's refund, `alipay.trade.refund`), its answer
+    /// verified. Asking again with the same refund number is the same refund.
+    async fn refund(&self, request: &crate::refund::RefundRequest)
+        -> Result<crate::refund::RefundState, ProviderError>;
+
+    /// The refund as its provider reports it (WeChat Pay's refund query,
+    /// `alipay.trade.fastpay.refund.query`), its answer verified.
+    async fn query_refund(
+        &self,
+        request: &crate::refund::RefundRequest,
+    ) -> Result<crate::refund::RefundState, ProviderError>;
 }
 
 /// A gateway with no provider configured: every checkout is unavailable (functions that never check
@@ -349,16 +403,30 @@ impl PaymentGateway for NoProviders {
     }
 
     async fn close(&self, trade: &crate::closing::Trade) -> Result<(), ProviderError> {
-        Err(NoProviders::unconfigured(trade))
+        Err(NoProviders::unconfigured(trade.provider))
     }
 
     async fn query(&self, trade: &crate::closing::Trade) -> Result<crate::closing::TradeState, ProviderError> {
-        Err(NoProviders::unconfigured(trade))
+        Err(NoProviders::unconfigured(trade.provider))
+    }
+
+    async fn refund(
+        &self,
+        request: &crate::refund::RefundRequest,
+    ) -> Result<crate::refund::RefundState, ProviderError> {
+        Err(NoProviders::unconfigured(request.provider))
+    }
+
+    async fn query_refund(
+        &self,
+        request: &crate::refund::RefundRequest,
+    ) -> Result<crate::refund::RefundState, ProviderError> {
+        Err(NoProviders::unconfigured(request.provider))
     }
 }
 
 impl NoProviders {
-    fn unconfigured(trade: &crate::closing::Trade) -> ProviderError {
-        ProviderError::Unavailable(format!("no {} client is configured", trade.provider.as_str()).into())
+    fn unconfigured(provider: crate::closing::TradeProvider) -> ProviderError {
+        ProviderError::Unavailable(format!("no {} client is configured", provider.as_str()).into())
     }
 }

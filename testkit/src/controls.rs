@@ -1,10 +1,89 @@
-//! What every fake provider shares: the switches a test turns (slow, failing, tampering), the requests
-//! it counts, and the trades it keeps by `out_trade_no`.
+//! What every fake provider shares: the switches a test turns (slow, failing, tampering, how refunds
+//! go), the requests it counts, the trades it keeps by `out_trade_no` and the refunds by refund number.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
+
+/// How a fake answers a new refund.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum RefundMode {
+    /// Refunded at once.
+    #[default]
+    Succeed,
+    /// Under way (WeChat Pay `PROCESSING`; Alipay without a fund change) until it has been queried this
+    /// many times, then refunded.
+    Processing {
+        /// Queries answered "under way" before the refund succeeds.
+        queries: u32,
+    },
+    /// Refused for good with this code (WeChat Pay: a refund `CLOSED` for `CLOSED`, else this error
+    /// code; Alipay: this `sub_code`).
+    Refuse(String),
+}
+
+/// A refund as a fake keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refund {
+    /// The trade refunded.
+    pub out_trade_no: String,
+    /// The merchant's refund number.
+    pub out_refund_no: String,
+    /// The amount, in fen.
+    pub amount_fen: u64,
+    /// `PROCESSING`, `SUCCESS` or `CLOSED`.
+    pub status: String,
+    /// The provider's refund id.
+    pub refund_id: String,
+    /// Queries answered while it was under way.
+    pub queries: u32,
+    /// Queries it stays under way for.
+    pub(crate) pending_for: u32,
+    /// Where its notifications go (WeChat Pay).
+    pub notify_url: Option<String>,
+}
+
+impl Refund {
+    /// A new refund as `mode` makes it.
+    pub(crate) fn new(
+        out_trade_no: &str,
+        out_refund_no: &str,
+        amount_fen: u64,
+        mode: &RefundMode,
+        notify_url: Option<String>,
+    ) -> Refund {
+        let (status, pending_for) = match mode {
+            RefundMode::Succeed => ("SUCCESS", 0),
+            RefundMode::Processing { queries } => ("PROCESSING", *queries),
+            RefundMode::Refuse(_) => ("CLOSED", 0),
+        };
+        Refund {
+            out_trade_no: out_trade_no.to_owned(),
+            out_refund_no: out_refund_no.to_owned(),
+            amount_fen,
+            status: status.to_owned(),
+            refund_id: format!("50000{}", &uuid::Uuid::new_v4().as_u128().to_string()[..24]),
+            queries: 0,
+            pending_for,
+            notify_url,
+        }
+    }
+
+    /// One query of it: under way until its queries are spent, then refunded. Whether that made it
+    /// succeed now.
+    pub(crate) fn queried(&mut self) -> bool {
+        if self.status != "PROCESSING" {
+            return false;
+        }
+        self.queries += 1;
+        if self.queries > self.pending_for {
+            self.status = "SUCCESS".into();
+            return true;
+        }
+        false
+    }
+}
 
 /// A fake's switches and counters.
 #[derive(Debug, Default)]
@@ -14,6 +93,8 @@ pub struct Controls {
     delay_ms: AtomicU64,
     failing: AtomicBool,
     tamper: AtomicBool,
+    refund_mode: Mutex<RefundMode>,
+    refund_requests: AtomicUsize,
 }
 
 impl Controls {
@@ -63,6 +144,26 @@ impl Controls {
     pub fn set_tampering(&self, tamper: bool) {
         self.tamper.store(tamper, Ordering::SeqCst);
     }
+
+    /// How new refunds go from now on.
+    pub fn set_refund_mode(&self, mode: RefundMode) {
+        *self.refund_mode.lock().unwrap_or_else(|p| p.into_inner()) = mode;
+    }
+
+    /// How a new refund goes.
+    pub(crate) fn refund_mode(&self) -> RefundMode {
+        self.refund_mode.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Counts a refund request (or refund query) that passed the signature check.
+    pub(crate) fn count_refund_request(&self) {
+        self.refund_requests.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Refund requests and refund queries that passed the signature check.
+    pub fn refund_requests(&self) -> usize {
+        self.refund_requests.load(Ordering::SeqCst)
+    }
 }
 
 /// Trades kept by `out_trade_no`.
@@ -89,5 +190,10 @@ impl<T: Clone> Trades<T> {
     /// Changes the trade kept for `out_trade_no`, if any.
     pub(crate) fn update<R>(&self, out_trade_no: &str, change: impl FnOnce(&mut T) -> R) -> Option<R> {
         self.lock().get_mut(out_trade_no).map(change)
+    }
+
+    /// Every one kept, in no order.
+    pub fn all(&self) -> Vec<T> {
+        self.lock().values().cloned().collect()
     }
 }

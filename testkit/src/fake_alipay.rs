@@ -4,7 +4,10 @@
 //! `ACQ.TRADE_HAS_SUCCESS`), closes and answers queries of them (`alipay.trade.close`,
 //! `alipay.trade.query`), closes a trade itself at its `time_expire`, and signs each answer's
 //! `<method>_response` text with Alipay's key; it can be made slow, failing (`20000`) or to tamper with
-//! its signed answers.
+//! its signed answers. It refunds a paid trade (`alipay.trade.refund`): one refund per `out_request_no`
+//! however often it is asked (asked again, no money moves: `fund_change` `N`), at once, under way until
+//! queried enough (`alipay.trade.fastpay.refund.query` without `refund_status`), or refused with a
+//! `sub_code`, as its [`RefundMode`] says.
 
 use std::sync::Arc;
 
@@ -15,7 +18,7 @@ use axum::routing::post;
 use axum::Router;
 use serde_json::{json, Value};
 
-use crate::controls::{Controls, Trades};
+use crate::controls::{Controls, Refund, RefundMode, Trades};
 use crate::providers::AlipaySimulator;
 
 /// A trade as the fake keeps it.
@@ -49,6 +52,7 @@ struct FakeState {
     /// Alipay: its key signs answers and notifications.
     alipay: AlipaySimulator,
     trades: Trades<Trade>,
+    refunds: Trades<Refund>,
     controls: Controls,
 }
 
@@ -158,7 +162,79 @@ fn answer(state: &FakeState, method: &str, params: &[(String, String)]) -> Value
             }
             answer
         }
+        "alipay.trade.refund" => {
+            state.controls.count_refund_request();
+            let Some(trade) = trades.get_mut(&out_trade_no) else {
+                return business_failed("ACQ.TRADE_NOT_EXIST", "交易不存在");
+            };
+            refund(state, trade, &out_trade_no, &biz)
+        }
+        "alipay.trade.fastpay.refund.query" => {
+            state.controls.count_refund_request();
+            let Some(trade) = trades.get_mut(&out_trade_no) else {
+                return business_failed("ACQ.TRADE_NOT_EXIST", "交易不存在");
+            };
+            let number = biz["out_request_no"].as_str().unwrap_or(&out_trade_no).to_owned();
+            let mut answer = json!({"code": "10000", "msg": "Success", "trade_no": trade.trade_no,
+                                    "out_trade_no": out_trade_no, "out_request_no": number});
+            let refund = state.refunds.update(&number, |r| {
+                r.queried();
+                r.clone()
+            });
+            if let Some(refund) = refund.filter(|r| r.out_trade_no == out_trade_no && r.status == "SUCCESS") {
+                trade.state = "TRADE_CLOSED".into();
+                answer["refund_status"] = json!("REFUND_SUCCESS");
+                answer["refund_amount"] = json!(yuan(refund.amount_fen));
+                answer["total_amount"] = trade.biz["total_amount"].clone();
+            }
+            answer
+        }
         _ => business_failed("isv.invalid-method", "不存在的方法名"),
+    }
+}
+
+fn yuan(fen: u64) -> String {
+    format!("{}.{:02}", fen / 100, fen % 100)
+}
+
+/// `alipay.trade.refund` of a kept trade: the same `out_request_no` asked again is the same refund (no
+/// fund change); a new one for a paid trade is made as the fake's [`RefundMode`] says.
+fn refund(state: &FakeState, trade: &mut Trade, out_trade_no: &str, biz: &Value) -> Value {
+    let total = trade.biz["total_amount"]
+        .as_str()
+        .and_then(|t| domain::Money::parse(t).ok());
+    let amount = biz["refund_amount"].as_str().and_then(|t| domain::Money::parse(t).ok());
+    let (Some(total), Some(amount), Some(number)) = (total, amount, biz["out_request_no"].as_str()) else {
+        return business_failed("ACQ.INVALID_PARAMETER", "参数无效");
+    };
+    let answer = |fund_change: &str| {
+        json!({"code": "10000", "msg": "Success", "trade_no": trade.trade_no, "out_trade_no": out_trade_no,
+               "buyer_logon_id": "159****5620", "fund_change": fund_change, "refund_fee": amount.to_string()})
+    };
+    if let Some(kept) = state.refunds.get(number) {
+        if kept.out_trade_no != out_trade_no || kept.amount_fen != amount.to_fen() {
+            return business_failed("ACQ.REFUND_AMT_NOT_EQUAL_TOTAL", "退款金额与原请求不一致");
+        }
+        return answer("N");
+    }
+    if trade.state != "TRADE_SUCCESS" {
+        return business_failed("ACQ.TRADE_STATUS_ERROR", "交易状态不合法");
+    }
+    if amount > total || amount.to_fen() == 0 {
+        return business_failed("ACQ.REFUND_AMT_NOT_EQUAL_TOTAL", "退款金额超限");
+    }
+    let mode = state.controls.refund_mode();
+    if let RefundMode::Refuse(code) = &mode {
+        return business_failed(code, "退款被拒绝");
+    }
+    let refund = Refund::new(out_trade_no, number, amount.to_fen(), &mode, None);
+    let done = refund.status == "SUCCESS";
+    state.refunds.lock().insert(number.to_owned(), refund);
+    if done {
+        trade.state = "TRADE_CLOSED".into();
+        answer("Y")
+    } else {
+        answer("N")
     }
 }
 
@@ -173,6 +249,7 @@ impl FakeAlipay {
             app_key,
             alipay,
             trades: Trades::default(),
+            refunds: Trades::default(),
             controls: Controls::default(),
         });
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
@@ -237,6 +314,11 @@ impl FakeAlipay {
             .await
             .map_err(|e| e.to_string())?;
         response.text().await.map_err(|e| e.to_string())
+    }
+
+    /// Every refund it keeps (one per `out_request_no`), in no order.
+    pub fn refunds(&self) -> Vec<Refund> {
+        self.state.refunds.all()
     }
 
     /// Moves a kept trade's `time_expire` (`yyyy-MM-dd HH:mm:ss`, China time), as if it had been asked

@@ -6,6 +6,10 @@
 //! key; it can be made slow, failing (`500 SYSTEM_ERROR`), or to tamper with its signed answers. And it
 //! can be paid: the trade turns `SUCCESS` and the platform's real notification (signed, its resource
 //! sealed under the merchant's APIv3 key, the trade's `transaction_id`) goes to the trade's `notify_url`.
+//! It refunds a paid trade (`POST /v3/refund/domestic/refunds`): one refund per `out_refund_no` however
+//! often it is asked, succeeding at once, under way until queried enough, or refused, as its
+//! [`RefundMode`] says; answers refund queries, and posts the signed refund notification
+//! (`REFUND.SUCCESS` / `REFUND.CLOSED`) to the refund's `notify_url` when one settles.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -19,7 +23,7 @@ use axum::Router;
 use domain::Timestamp;
 use serde_json::{json, Value};
 
-use crate::controls::{Controls, Trades};
+use crate::controls::{Controls, Refund, RefundMode, Trades};
 use crate::providers::{Posted, WechatPaySimulator};
 
 /// A trade as the fake keeps it.
@@ -54,6 +58,7 @@ struct FakeState {
     /// The platform: its key signs answers and notifications.
     platform: WechatPaySimulator,
     trades: Trades<Trade>,
+    refunds: Trades<Refund>,
     prepay_calls: AtomicUsize,
     controls: Controls,
 }
@@ -200,7 +205,164 @@ async fn query(
     .await
 }
 
+/// `POST /v3/refund/domestic/refunds`: the refund of a paid trade kept by `out_refund_no`. The same
+/// number asked again (for the same trade and amount) answers the same refund; for anything else it is
+/// `INVALID_REQUEST`. An unknown or unpaid trade is `404 RESOURCE_NOT_EXISTS`.
+async fn refund(State(state): State<Arc<FakeState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let path = "/v3/refund/domestic/refunds";
+    let mut settled = None;
+    let response = admit(&state, &headers, "POST", path, &body, || {
+        state.controls.count_refund_request();
+        let (status, answer, now_settled) = open_refund(&state, &body);
+        settled = now_settled;
+        (status, Some(answer))
+    })
+    .await;
+    if let Some(refund) = settled {
+        state.notify_refund(&refund);
+    }
+    response
+}
+
+fn open_refund(state: &FakeState, body: &[u8]) -> (StatusCode, Value, Option<Refund>) {
+    let bad = |code: &str, message: &str| {
+        let (status, answer) = error(StatusCode::BAD_REQUEST, code, message);
+        (status, answer, None)
+    };
+    let Ok(request) = serde_json::from_slice::<Value>(body) else {
+        return bad("PARAM_ERROR", "参数错误");
+    };
+    let (Some(out_trade_no), Some(out_refund_no), Some(refund_fen), Some(total_fen)) = (
+        request["out_trade_no"].as_str(),
+        request["out_refund_no"].as_str(),
+        request["amount"]["refund"].as_u64(),
+        request["amount"]["total"].as_u64(),
+    ) else {
+        return bad("PARAM_ERROR", "缺少参数");
+    };
+    if request["amount"]["currency"] != "CNY" || refund_fen == 0 || refund_fen > total_fen {
+        return bad("PARAM_ERROR", "金额参数错误");
+    }
+    let trade_total = state
+        .trades
+        .get(out_trade_no)
+        .filter(|t| matches!(t.state.as_str(), "SUCCESS" | "REFUND"))
+        .and_then(|t| t.request["amount"]["total"].as_u64());
+    let Some(trade_total) = trade_total else {
+        let (status, answer) = error(StatusCode::NOT_FOUND, "RESOURCE_NOT_EXISTS", "订单不存在");
+        return (status, answer, None);
+    };
+    if trade_total != total_fen {
+        return bad("INVALID_REQUEST", "订单金额不一致");
+    }
+    let mut refunds = state.refunds.lock();
+    if let Some(kept) = refunds.get(out_refund_no) {
+        if kept.out_trade_no != out_trade_no || kept.amount_fen != refund_fen {
+            return bad("INVALID_REQUEST", "退款单号重复，参数不一致");
+        }
+        return (StatusCode::OK, state.refund_answer(kept, total_fen), None);
+    }
+    let mode = state.controls.refund_mode();
+    if let RefundMode::Refuse(code) = &mode {
+        if code != "CLOSED" {
+            let (status, answer) = error(StatusCode::FORBIDDEN, code, "退款被拒绝");
+            return (status, answer, None);
+        }
+    }
+    let notify_url = request["notify_url"].as_str().map(str::to_owned);
+    let refund = Refund::new(out_trade_no, out_refund_no, refund_fen, &mode, notify_url);
+    refunds.insert(out_refund_no.to_owned(), refund.clone());
+    let settled = (refund.status != "PROCESSING").then(|| refund.clone());
+    if refund.status == "SUCCESS" {
+        state.trades.update(out_trade_no, |t| t.state = "REFUND".into());
+    }
+    (StatusCode::OK, state.refund_answer(&refund, total_fen), settled)
+}
+
+/// `GET /v3/refund/domestic/refunds/{out_refund_no}`: the refund, one query further on; or `404
+/// RESOURCE_NOT_EXISTS`.
+async fn query_refund(
+    State(state): State<Arc<FakeState>>,
+    Path(out_refund_no): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let path = format!("/v3/refund/domestic/refunds/{out_refund_no}");
+    let mut settled = None;
+    let response = admit(&state, &headers, "GET", &path, b"", || {
+        state.controls.count_refund_request();
+        let Some((refund, now_settled)) = state.refunds.update(&out_refund_no, |r| {
+            let now_settled = r.queried();
+            (r.clone(), now_settled)
+        }) else {
+            let (status, answer) = error(StatusCode::NOT_FOUND, "RESOURCE_NOT_EXISTS", "退款单不存在");
+            return (status, Some(answer));
+        };
+        if now_settled {
+            state.trades.update(&refund.out_trade_no, |t| t.state = "REFUND".into());
+            settled = Some(refund.clone());
+        }
+        let total = state
+            .trades
+            .get(&refund.out_trade_no)
+            .and_then(|t| t.request["amount"]["total"].as_u64())
+            .unwrap_or(refund.amount_fen);
+        (StatusCode::OK, Some(state.refund_answer(&refund, total)))
+    })
+    .await;
+    if let Some(refund) = settled {
+        state.notify_refund(&refund);
+    }
+    response
+}
+
 impl FakeState {
+    /// A refund as WeChat Pay answers it.
+    fn refund_answer(&self, refund: &Refund, total_fen: u64) -> Value {
+        let mut answer = json!({
+            "refund_id": refund.refund_id, "out_refund_no": refund.out_refund_no,
+            "transaction_id": self.trades.get(&refund.out_trade_no).and_then(|t| t.transaction_id),
+            "out_trade_no": refund.out_trade_no, "channel": "ORIGINAL",
+            "user_received_account": "招商银行信用卡0403", "create_time": "2026-11-25T16:00:00+08:00",
+            "status": refund.status, "funds_account": "AVAILABLE",
+            "amount": {"total": total_fen, "refund": refund.amount_fen, "payer_total": total_fen,
+                       "payer_refund": refund.amount_fen, "settlement_refund": refund.amount_fen,
+                       "settlement_total": total_fen, "discount_refund": 0, "currency": "CNY"},
+        });
+        if refund.status == "SUCCESS" {
+            answer["success_time"] = json!("2026-11-25T16:00:05+08:00");
+        }
+        answer
+    }
+
+    /// The signed notification of a refund that settled.
+    fn refund_notification(&self, refund: &Refund) -> Posted {
+        let total = self
+            .trades
+            .get(&refund.out_trade_no)
+            .and_then(|t| t.request["amount"]["total"].as_u64())
+            .unwrap_or(refund.amount_fen);
+        let resource = self.platform.refund_resource(
+            &refund.out_trade_no,
+            &refund.out_refund_no,
+            &refund.refund_id,
+            &refund.status,
+            refund.amount_fen,
+            total,
+        );
+        self.platform
+            .refund_notification(&uuid::Uuid::new_v4().to_string(), &resource)
+    }
+
+    /// Posts the notification of a refund that settled to its `notify_url`, in the background, as
+    /// WeChat Pay does (its answer unheeded: a test asserts on what the receiver did).
+    fn notify_refund(&self, refund: &Refund) {
+        let Some(url) = refund.notify_url.clone() else {
+            return;
+        };
+        let posted = self.refund_notification(refund);
+        tokio::spawn(post_notification(url, posted));
+    }
+
     /// A trade as WeChat Pay's query answers it.
     fn transaction(&self, out_trade_no: &str, trade: &Trade) -> Value {
         let total = trade.request["amount"]["total"].as_u64().unwrap_or(0);
@@ -253,6 +415,19 @@ fn open_trade(state: &FakeState, kind: &str, body: &[u8]) -> (StatusCode, Value)
     }
 }
 
+/// Posts a signed notification to `url`; the receiver's HTTP status.
+async fn post_notification(url: String, posted: Posted) -> Result<u16, String> {
+    let mut request = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .body(posted.body);
+    for (name, value) in posted.headers {
+        request = request.header(name, value);
+    }
+    let response = request.send().await.map_err(|e| e.to_string())?;
+    Ok(response.status().as_u16())
+}
+
 /// An answer signed as the platform signs: `Wechatpay-*` headers over `<timestamp>\n<nonce>\n<body>\n`
 /// (an empty body for none).
 fn signed_answer(state: &FakeState, status: StatusCode, answer: Option<&Value>) -> Response {
@@ -298,6 +473,7 @@ impl FakeWechatPay {
             merchant_key,
             platform,
             trades: Trades::default(),
+            refunds: Trades::default(),
             prepay_calls: AtomicUsize::new(0),
             controls: Controls::default(),
         });
@@ -307,6 +483,8 @@ impl FakeWechatPay {
             .route("/v3/pay/transactions/{kind}", post(prepay))
             .route("/v3/pay/transactions/out-trade-no/{out_trade_no}", get(query))
             .route("/v3/pay/transactions/out-trade-no/{out_trade_no}/close", post(close))
+            .route("/v3/refund/domestic/refunds", post(refund))
+            .route("/v3/refund/domestic/refunds/{out_refund_no}", get(query_refund))
             .with_state(state.clone());
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -352,15 +530,32 @@ impl FakeWechatPay {
             .trade(out_trade_no)
             .and_then(|t| t.request["notify_url"].as_str().map(str::to_owned))
             .ok_or("the trade has no notify_url")?;
-        let mut request = reqwest::Client::new()
-            .post(url)
-            .header("content-type", "application/json")
-            .body(posted.body);
-        for (name, value) in posted.headers {
-            request = request.header(name, value);
-        }
-        let response = request.send().await.map_err(|e| e.to_string())?;
-        Ok(response.status().as_u16())
+        post_notification(url, posted).await
+    }
+
+    /// Every refund it keeps (one per refund number), in no order.
+    pub fn refunds(&self) -> Vec<Refund> {
+        self.state.refunds.all()
+    }
+
+    /// Settles a refund under way as refunded, without notifying (the notification is returned, for a
+    /// test to deliver as it likes).
+    pub fn settle_refund(&self, out_refund_no: &str) -> Option<Posted> {
+        let refund = self.state.refunds.update(out_refund_no, |r| {
+            r.status = "SUCCESS".into();
+            r.clone()
+        })?;
+        self.state
+            .trades
+            .update(&refund.out_trade_no, |t| t.state = "REFUND".into());
+        Some(self.state.refund_notification(&refund))
+    }
+
+    /// The signed `REFUND.<status>` notification of the refund kept under `out_refund_no`, as it stands
+    /// (for tests that deliver it themselves, again and out of order).
+    pub fn refund_notification(&self, out_refund_no: &str) -> Option<Posted> {
+        let refund = self.state.refunds.get(out_refund_no)?;
+        Some(self.state.refund_notification(&refund))
     }
 
     /// Moves a kept trade's `time_expire` (RFC 3339), as if it had been asked for so: for tests of the

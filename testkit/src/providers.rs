@@ -129,10 +129,30 @@ impl WechatPaySimulator {
 
     /// The notification body carrying `transaction`, encrypted under `apiv3_key`.
     pub fn body(id: &str, apiv3_key: &str, transaction: &serde_json::Value) -> String {
+        Self::sealed(
+            id,
+            apiv3_key,
+            "TRANSACTION.SUCCESS",
+            "支付成功",
+            "transaction",
+            transaction,
+        )
+    }
+
+    /// A notification body of `event_type` whose resource (`original_type`) is `resource`, sealed with
+    /// AEAD_AES_256_GCM under `apiv3_key`.
+    pub fn sealed(
+        id: &str,
+        apiv3_key: &str,
+        event_type: &str,
+        summary: &str,
+        original_type: &str,
+        resource: &serde_json::Value,
+    ) -> String {
         let nonce: String = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
-        let associated_data = "transaction";
+        let associated_data = original_type;
         let key = UnboundKey::new(&AES_256_GCM, apiv3_key.as_bytes()).expect("a 32-byte key");
-        let mut sealed = transaction.to_string().into_bytes();
+        let mut sealed = resource.to_string().into_bytes();
         LessSafeKey::new(key)
             .seal_in_place_append_tag(
                 Nonce::try_assume_unique_for_key(nonce.as_bytes()).expect("12 bytes"),
@@ -142,11 +162,44 @@ impl WechatPaySimulator {
             .expect("AES-GCM sealing");
         json!({
             "id": id, "create_time": "2026-11-25T15:00:00+08:00", "resource_type": "encrypt-resource",
-            "event_type": "TRANSACTION.SUCCESS", "summary": "支付成功",
-            "resource": {"original_type": "transaction", "algorithm": "AEAD_AES_256_GCM",
+            "event_type": event_type, "summary": summary,
+            "resource": {"original_type": original_type, "algorithm": "AEAD_AES_256_GCM",
                          "ciphertext": STANDARD.encode(&sealed), "associated_data": associated_data, "nonce": nonce},
         })
         .to_string()
+    }
+
+    /// A refund notification's decrypted resource: `refund_status` `SUCCESS`, `ABNORMAL` or `CLOSED`.
+    pub fn refund_resource(
+        &self,
+        payment_id: &str,
+        out_refund_no: &str,
+        refund_id: &str,
+        refund_status: &str,
+        refund_fen: u64,
+        total_fen: u64,
+    ) -> serde_json::Value {
+        json!({
+            "mchid": self.mchid, "out_trade_no": payment_id,
+            "transaction_id": "4200000000000000000000000000", "out_refund_no": out_refund_no,
+            "refund_id": refund_id, "refund_status": refund_status,
+            "success_time": "2026-11-25T16:00:00+08:00", "user_received_account": "招商银行信用卡0403",
+            "amount": {"total": total_fen, "refund": refund_fen, "payer_total": total_fen, "payer_refund": refund_fen},
+        })
+    }
+
+    /// A complete, valid refund notification (`REFUND.<refund_status>`), signed now.
+    pub fn refund_notification(&self, id: &str, resource: &serde_json::Value) -> Posted {
+        let status = resource["refund_status"].as_str().unwrap_or("SUCCESS");
+        let body = Self::sealed(
+            id,
+            &self.apiv3_key,
+            &format!("REFUND.{status}"),
+            "退款状态变更",
+            "refund",
+            resource,
+        );
+        self.post(body, Timestamp::now().unix_seconds())
     }
 
     /// Signs `body` at `timestamp` as the platform does.

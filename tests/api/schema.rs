@@ -29,7 +29,7 @@ async fn a_table_created_from_the_template_matches_it() {
         .filter_map(|i| i.index_name())
         .collect();
     indexes.sort_unstable();
-    assert_eq!(indexes, ["by_expiry", "by_owner", "by_payment"]);
+    assert_eq!(indexes, ["by_expiry", "by_owner", "by_payment", "by_work"]);
     let ttl = client.describe_time_to_live().table_name(&table).send().await.unwrap();
     let ttl = ttl.time_to_live_description().unwrap();
     assert_eq!(ttl.attribute_name(), Some("ttl"));

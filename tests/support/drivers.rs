@@ -201,6 +201,19 @@ pub async fn sweep(env: &TestEnv, budget: std::time::Duration) -> domain::usecas
     expire_payments::handle(&env.svc, event, deadline).await.expect("sweep")
 }
 
+/// Runs the real refund worker's handler on a scheduled event with `svc` (the env's, or one with a
+/// port swapped for a fault), with a minute before the invocation's deadline.
+pub async fn refund_run(svc: &domain::usecases::Services) -> domain::usecases::RefundReport {
+    let event = serde_json::from_value(serde_json::json!({
+        "version": "0", "id": "test-tick", "detail-type": "Scheduled Event", "source": "aws.events",
+        "account": "123456789012", "time": "2026-11-25T07:00:00Z", "region": "us-east-1",
+        "resources": ["arn:aws:events:us-east-1:123456789012:rule/refund"], "detail": {},
+    }))
+    .expect("scheduled event");
+    let deadline = std::time::SystemTime::now() + refund_payments::SAFETY_MARGIN + std::time::Duration::from_secs(60);
+    refund_payments::handle(svc, event, deadline).await.expect("refund run")
+}
+
 /// `POST /api/orders/{order_id}/payments/{payment_id}/checkout/` through the real handler.
 pub async fn checkout(
     env: &TestEnv,

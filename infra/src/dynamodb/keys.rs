@@ -5,7 +5,7 @@
 //! | product  | `PRODUCT#<id>`    | `#PRODUCT`          |                                                    |
 //! | address  | `ADDRESS#<id>`    | `#ADDRESS`          |                                                    |
 //! | order    | `ORDER#<id>`      | `#ORDER`            | `owner` + `created_at` (by_owner); `expiry_shard` + `expiry_at` while pending (by_expiry) |
-//! | payment  | `ORDER#<order>`   | `PAYMENT#<id>`      | `payment_id` (by_payment); `expiry_shard` + `expiry_at` while open or `close_pending` (by_expiry) |
+//! | payment  | `ORDER#<order>`   | `PAYMENT#<id>`      | `payment_id` (by_payment); `expiry_shard` + `expiry_at` while open or `close_pending` (by_expiry); `work` + `work_at` while refunding or for an operator (by_work) |
 //!
 //! An order and its payments share a partition, so `get_order` is one strongly consistent query.
 
@@ -40,6 +40,13 @@ pub const BY_EXPIRY: &str = "by_expiry";
 pub const EXPIRY_SHARD: &str = "expiry_shard";
 /// Its sort attribute: the deadline, as fixed-width RFC 3339 text.
 pub const EXPIRY_AT: &str = "expiry_at";
+/// The sparse index of refunds to send and payments for an operator ([`Payment::work`]).
+pub const BY_WORK: &str = "by_work";
+/// Its partition attribute: `refund` or `attention`. Both hold only exceptions (a refund, a failure),
+/// far below one partition's throughput, and one partition keeps the list oldest first.
+pub const WORK: &str = "work";
+/// Its sort attribute: since when, as fixed-width RFC 3339 text, then the payment id (unique).
+pub const WORK_AT: &str = "work_at";
 /// The index of a shopper's orders by creation time.
 pub const BY_OWNER: &str = "by_owner";
 /// Its partition attribute: the shopper.
@@ -130,7 +137,27 @@ pub fn payment_index_attributes(payment: &Payment) -> Vec<(&'static str, String)
         attributes.push((EXPIRY_SHARD, expiry_shard("payment", payment.id.as_str())));
         attributes.push((EXPIRY_AT, payment.expires_at.to_rfc3339()));
     }
+    if let Some(work) = payment.work() {
+        attributes.push((WORK, work.kind().as_str().to_owned()));
+        attributes.push((WORK_AT, format!("{} {}", work.at().to_rfc3339(), payment.id)));
+    }
     attributes
+}
+
+/// The work item a by_work index entry stands for.
+pub fn work_of(item: &Key) -> Option<domain::ports::WorkItem> {
+    let text = |name: &str| match item.get(name) {
+        Some(AttributeValue::S(s)) => Some(s.as_str()),
+        _ => None,
+    };
+    let order_id = order_of_partition(text(PK)?)?;
+    let payment_id = PaymentId::parse(text(SK)?.strip_prefix(PAYMENT_PREFIX)?).ok()?;
+    let at = domain::Timestamp::parse(text(WORK_AT)?.split(' ').next()?).ok()?;
+    Some(domain::ports::WorkItem {
+        order_id,
+        payment_id,
+        at,
+    })
 }
 
 /// The expiry-index partition for an item of `kind` (`order` or `payment`) with this id.

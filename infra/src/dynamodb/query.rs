@@ -9,7 +9,10 @@ use domain::catalog::{Address, Product};
 use domain::ids::{AddressId, ProductId};
 use domain::order::Order;
 use domain::payment::Payment;
-use domain::ports::{Catalog, CatalogAdmin, DuePage, ExpiryIndex, ListPosition, ListedOrder, OrderList, StoreError};
+use domain::ports::{
+    Catalog, CatalogAdmin, DuePage, ExpiryIndex, ListPosition, ListedOrder, OrderList, StoreError, WorkIndex, WorkPage,
+};
+use domain::refund::WorkKind;
 use domain::{Timestamp, UserId};
 use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_item};
 
@@ -82,6 +85,43 @@ impl ExpiryIndex for DynamoStore {
         };
         let next = next.map(|t| serde_json::to_string(&t)).transpose().map_err(backend)?;
         Ok(DuePage { due, next })
+    }
+}
+
+#[async_trait]
+impl WorkIndex for DynamoStore {
+    async fn work(&self, kind: WorkKind, after: Option<&str>, limit: usize) -> Result<WorkPage, StoreError> {
+        let start = match after {
+            Some(text) => {
+                let key: HashMap<String, String> = serde_json::from_str(text).map_err(backend)?;
+                Some(key.into_iter().map(|(k, v)| (k, AttributeValue::S(v))).collect())
+            }
+            None => None,
+        };
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(keys::BY_WORK)
+            .key_condition_expression("#work = :kind")
+            .expression_attribute_names("#work", keys::WORK)
+            .expression_attribute_values(":kind", AttributeValue::S(kind.as_str().to_owned()))
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(classify)?;
+        let items = out
+            .items
+            .unwrap_or_default()
+            .iter()
+            .map(|item| keys::work_of(item).ok_or_else(|| backend("work index item with an unexpected key")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = match out.last_evaluated_key {
+            Some(key) => Some(serde_json::to_string(&string_key(key)?).map_err(backend)?),
+            None => None,
+        };
+        Ok(WorkPage { items, next })
     }
 }
 

@@ -421,7 +421,113 @@ impl AlipayClient {
             None => Err(unreadable("no trade_status")),
         }
     }
+
+    /// Asks for the refund of `request` (`alipay.trade.refund` with `out_trade_no`, `refund_amount` in
+    /// yuan, `out_request_no` = the refund number, `refund_reason`): Alipay refunds one `out_request_no`
+    /// once. `fund_change` `Y` is refunded (its answer checked to be this trade's, for this amount);
+    /// `N` (no money moved by this request: done before, or not yet) is settled by the refund query.
+    /// A final refusal (`ACQ.TRADE_NOT_ALLOW_REFUND`, `ACQ.TRADE_HAS_FINISHED`, ...) is a refusal with
+    /// its `sub_code`.
+    pub async fn refund(
+        &self,
+        request: &domain::refund::RefundRequest,
+    ) -> Result<domain::refund::RefundState, domain::ports::ProviderError> {
+        use domain::refund::RefundState;
+        let biz = serde_json::json!({
+            "out_trade_no": request.payment_id,
+            "refund_amount": request.amount.to_string(),
+            "out_request_no": request.out_refund_no,
+            "refund_reason": request.reason,
+        });
+        let answer = self
+            .call_accepting("alipay.trade.refund", &biz, REFUND_REFUSALS)
+            .await?;
+        if answer["code"] != "10000" {
+            return Ok(RefundState::Refused {
+                code: answer["sub_code"].as_str().unwrap_or("40004").to_owned(),
+                message: answer["sub_msg"].as_str().unwrap_or("").to_owned(),
+            });
+        }
+        let unreadable =
+            |what: &str| domain::ports::ProviderError::Unavailable(format!("Alipay refund answer: {what}").into());
+        if answer["out_trade_no"] != request.payment_id.as_str() {
+            return Err(unreadable("not this trade"));
+        }
+        if answer["fund_change"] == "Y" {
+            let trade_no = answer["trade_no"].as_str().ok_or_else(|| unreadable("no trade_no"))?;
+            return Ok(RefundState::Succeeded {
+                refund_id: format!("{trade_no}/{}", request.out_refund_no),
+            });
+        }
+        Ok(self.lookup_refund(request).await?.unwrap_or(RefundState::Pending {
+            refund_id: None,
+            status: "NOT_REFUNDED".into(),
+        }))
+    }
+
+    /// The refund as Alipay reports it; one it has not made (its request never arrived, or failed) is
+    /// asked for again under the same number.
+    pub async fn query_refund(
+        &self,
+        request: &domain::refund::RefundRequest,
+    ) -> Result<domain::refund::RefundState, domain::ports::ProviderError> {
+        match self.lookup_refund(request).await? {
+            Some(refunded) => Ok(refunded),
+            None => self.refund(request).await,
+        }
+    }
+
+    /// The refund `out_request_no` as Alipay reports it (`alipay.trade.fastpay.refund.query`):
+    /// `refund_status` `REFUND_SUCCESS` for this amount is refunded; without it (or for a trade it does
+    /// not know) Alipay has not refunded it: `None`.
+    async fn lookup_refund(
+        &self,
+        request: &domain::refund::RefundRequest,
+    ) -> Result<Option<domain::refund::RefundState>, domain::ports::ProviderError> {
+        use domain::refund::RefundState;
+        let biz = serde_json::json!({
+            "out_trade_no": request.payment_id,
+            "out_request_no": request.out_refund_no,
+        });
+        let answer = self
+            .call_accepting("alipay.trade.fastpay.refund.query", &biz, &["ACQ.TRADE_NOT_EXIST"])
+            .await?;
+        let unreadable = |what: &str| {
+            domain::ports::ProviderError::Unavailable(format!("Alipay refund query answer: {what}").into())
+        };
+        let refunded = answer["code"] == "10000" && answer["refund_status"] == "REFUND_SUCCESS";
+        if !refunded {
+            return Ok(None);
+        }
+        if answer["out_request_no"] != request.out_refund_no.as_str() {
+            return Err(unreadable("not this refund"));
+        }
+        let amount = answer["refund_amount"]
+            .as_str()
+            .and_then(|yuan| domain::Money::parse(yuan).ok());
+        if amount != Some(request.amount) {
+            return Err(unreadable("another amount"));
+        }
+        let trade_no = answer["trade_no"].as_str().ok_or_else(|| unreadable("no trade_no"))?;
+        Ok(Some(RefundState::Succeeded {
+            refund_id: format!("{trade_no}/{}", request.out_refund_no),
+        }))
+    }
 }
+
+/// The `sub_code`s of `alipay.trade.refund` that are Alipay's final word on a refund: `refund_failed`,
+/// for an operator.
+const REFUND_REFUSALS: &[&str] = &[
+    "ACQ.TRADE_NOT_EXIST",
+    "ACQ.TRADE_STATUS_ERROR",
+    "ACQ.TRADE_NOT_ALLOW_REFUND",
+    "ACQ.TRADE_HAS_FINISHED",
+    "ACQ.TRADE_HAS_CLOSE",
+    "ACQ.REFUND_AMT_NOT_EQUAL_TOTAL",
+    "ACQ.REFUND_FEE_ERROR",
+    "ACQ.REASON_TRADE_REFUND_FEE_ERR",
+    "ACQ.BUYER_ERROR",
+];
 
 #[cfg(test)]
 mod tests {

@@ -40,6 +40,8 @@ impl std::fmt::Debug for WechatPay {
 struct Notification {
     id: String,
     create_time: Option<String>,
+    #[serde(default)]
+    event_type: String,
     resource: Resource,
 }
 
@@ -67,6 +69,23 @@ struct Transaction {
 #[derive(Deserialize)]
 struct Amount {
     total: u64,
+}
+
+/// The decrypted resource of a refund notification (`REFUND.SUCCESS`, `REFUND.ABNORMAL`,
+/// `REFUND.CLOSED`): no `appid` in it, the amounts in fen.
+#[derive(Deserialize)]
+struct RefundResource {
+    mchid: String,
+    out_trade_no: String,
+    out_refund_no: String,
+    refund_id: String,
+    refund_status: String,
+    amount: RefundAmount,
+}
+
+#[derive(Deserialize)]
+struct RefundAmount {
+    refund: u64,
 }
 
 impl WechatPay {
@@ -191,7 +210,10 @@ impl WechatPay {
         let refused = |why: &str| Rejection::Refused(why.to_owned());
         let notification: Notification =
             serde_json::from_slice(body).map_err(|_| refused("body is not a WeChat Pay notification"))?;
-        let transaction = self.decrypt(&notification.resource)?;
+        if notification.event_type.starts_with("REFUND.") {
+            return self.read_refund(&notification, now);
+        }
+        let transaction: Transaction = self.decrypt(&notification.resource)?;
         if transaction.mchid != self.mchid || transaction.appid != self.appid {
             return Err(refused("mchid or appid is not ours"));
         }
@@ -222,7 +244,44 @@ impl WechatPay {
         }))
     }
 
-    fn decrypt(&self, resource: &Resource) -> Result<Transaction, Rejection> {
+    /// A verified refund notification, decrypted and checked to be this merchant's refund of one of our
+    /// payments under the number derived from it, as an event in the payment's queue group.
+    fn read_refund(&self, notification: &Notification, now: Timestamp) -> Result<Verdict, Rejection> {
+        let refused = |why: &str| Rejection::Refused(why.to_owned());
+        let refund: RefundResource = self.decrypt(&notification.resource)?;
+        if refund.mchid != self.mchid {
+            return Err(refused("mchid is not ours"));
+        }
+        let payment_id =
+            PaymentId::parse(&refund.out_trade_no).map_err(|_| refused("out_trade_no is not a payment id"))?;
+        if refund.out_refund_no != domain::refund::out_refund_no(&payment_id) {
+            return Ok(Verdict::Acknowledge("a refund this service did not ask for"));
+        }
+        let status = match (notification.event_type.as_str(), refund.refund_status.as_str()) {
+            ("REFUND.SUCCESS", "SUCCESS") => ReportedStatus::Refunded,
+            ("REFUND.ABNORMAL", "ABNORMAL") => ReportedStatus::RefundAbnormal,
+            ("REFUND.CLOSED", "CLOSED") => ReportedStatus::RefundClosed,
+            _ => return Err(refused("event_type and refund_status disagree")),
+        };
+        let event_id = EventId::parse(&notification.id).map_err(|_| refused("notification id is malformed"))?;
+        let amount = Money::from_fen(refund.amount.refund).map_err(|_| refused("amount.refund is out of range"))?;
+        let occurred_at = notification
+            .create_time
+            .as_deref()
+            .and_then(|t| Timestamp::parse(t).ok())
+            .unwrap_or(now);
+        Ok(Verdict::Event(PaymentEvent {
+            event_id,
+            payment_id,
+            provider_txn_id: refund.refund_id,
+            status,
+            amount,
+            occurred_at,
+            source: EventSource::Wechatpay,
+        }))
+    }
+
+    fn decrypt<T: serde::de::DeserializeOwned>(&self, resource: &Resource) -> Result<T, Rejection> {
         let refused = |why: &str| Rejection::Refused(why.to_owned());
         if resource.algorithm != "AEAD_AES_256_GCM" {
             return Err(refused("resource algorithm is not AEAD_AES_256_GCM"));
@@ -236,7 +295,55 @@ impl WechatPay {
         let plain = LessSafeKey::new(key)
             .open_in_place(nonce, Aad::from(resource.associated_data.as_bytes()), &mut sealed)
             .map_err(|_| refused("resource does not decrypt under our APIv3 key"))?;
-        serde_json::from_slice(plain).map_err(|_| refused("decrypted resource is not a transaction"))
+        serde_json::from_slice(plain).map_err(|_| refused("decrypted resource is not what its event_type says"))
+    }
+}
+
+/// The error codes of a refund request that are WeChat Pay's final word on it (the trade unknown, fully
+/// refunded or past its refund window, the payer's account closed): `refund_failed`, for an operator.
+const REFUND_REFUSALS: &[&str] = &[
+    "INVALID_REQUEST",
+    "USER_ACCOUNT_ABNORMAL",
+    "RESOURCE_NOT_EXISTS",
+    "ORDER_NOT_EXIST",
+];
+
+/// A verified refund answer (or refusal) for `request`: `SUCCESS` is refunded with its `refund_id`;
+/// `CLOSED` and the final error codes are refusals; `PROCESSING` and `ABNORMAL` are not final. An answer
+/// about another refund, or for another amount, is not believed.
+fn refund_state(
+    request: &domain::refund::RefundRequest,
+    answer: &serde_json::Value,
+) -> Result<domain::refund::RefundState, domain::ports::ProviderError> {
+    use domain::refund::RefundState;
+    if let Some(code) = answer["code"].as_str() {
+        return Ok(RefundState::Refused {
+            code: code.to_owned(),
+            message: answer["message"].as_str().unwrap_or("").to_owned(),
+        });
+    }
+    let unreadable =
+        |what: &str| domain::ports::ProviderError::Unavailable(format!("WeChat Pay refund answer: {what}").into());
+    if answer["out_refund_no"] != request.out_refund_no.as_str() {
+        return Err(unreadable("not this refund"));
+    }
+    if answer["amount"]["refund"].as_u64() != Some(request.amount.to_fen()) {
+        return Err(unreadable("another amount"));
+    }
+    let refund_id = answer["refund_id"].as_str().map(str::to_owned);
+    match answer["status"].as_str() {
+        Some("SUCCESS") => Ok(RefundState::Succeeded {
+            refund_id: refund_id.ok_or_else(|| unreadable("no refund_id"))?,
+        }),
+        Some("CLOSED") => Ok(RefundState::Refused {
+            code: "CLOSED".into(),
+            message: "WeChat Pay closed the refund".into(),
+        }),
+        Some(status @ ("PROCESSING" | "ABNORMAL")) => Ok(RefundState::Pending {
+            refund_id,
+            status: status.to_owned(),
+        }),
+        _ => Err(unreadable("no known status")),
     }
 }
 
@@ -407,7 +514,7 @@ impl WechatPayClient {
         }
         Err(match code.as_str() {
             "ORDERPAID" => TryError::Final(ProviderError::AlreadyPaid),
-            "SYSTEM_ERROR" | "FREQUENCY_LIMITED" | "BANK_ERROR" => {
+            "SYSTEM_ERROR" | "FREQUENCY_LIMITED" | "BANK_ERROR" | "NOT_ENOUGH" => {
                 TryError::Transient(format!("WeChat Pay answered {status} {code}"))
             }
             _ => {
@@ -481,6 +588,45 @@ impl WechatPayClient {
             Some(_) => Ok(TradeState::Open),
             None => Err(unreadable("no trade_state")),
         }
+    }
+
+    /// Asks for the refund of `request` (`POST /v3/refund/domestic/refunds` with `out_trade_no`,
+    /// `out_refund_no`, `reason`, `notify_url` and `amount{refund,total,currency}` in fen): WeChat Pay
+    /// refunds one number once, however often it is asked. Its answer judged by [`refund_state`].
+    pub async fn refund(
+        &self,
+        request: &domain::refund::RefundRequest,
+    ) -> Result<domain::refund::RefundState, domain::ports::ProviderError> {
+        let body = serde_json::json!({
+            "out_trade_no": request.payment_id,
+            "out_refund_no": request.out_refund_no,
+            "reason": request.reason,
+            "notify_url": self.merchant.notify_url,
+            "amount": {
+                "refund": request.amount.to_fen(),
+                "total": request.total.to_fen(),
+                "currency": "CNY",
+            },
+        });
+        let (_, answer) = self
+            .request("POST", "/v3/refund/domestic/refunds", Some(&body), REFUND_REFUSALS)
+            .await?;
+        refund_state(request, &answer)
+    }
+
+    /// The refund `request.out_refund_no` as WeChat Pay reports it (`GET
+    /// /v3/refund/domestic/refunds/{out_refund_no}`); one it does not know (`RESOURCE_NOT_EXISTS`: our
+    /// earlier request never reached it) is asked for again, under the same number.
+    pub async fn query_refund(
+        &self,
+        request: &domain::refund::RefundRequest,
+    ) -> Result<domain::refund::RefundState, domain::ports::ProviderError> {
+        let path = format!("/v3/refund/domestic/refunds/{}", request.out_refund_no);
+        let (status, answer) = self.request("GET", &path, None, &["RESOURCE_NOT_EXISTS"]).await?;
+        if status == 404 || answer["code"] == "RESOURCE_NOT_EXISTS" {
+            return self.refund(request).await;
+        }
+        refund_state(request, &answer)
     }
 
     /// A prepay for `request` (native or JSAPI): the trade opened under `out_trade_no` = the payment

@@ -6,8 +6,9 @@ use crate::callback::{PaymentEvent, ReportedStatus};
 use crate::change::{update_with, Change, OrderWithPayments};
 use crate::error::ServiceError;
 use crate::order::OrderStatus;
-use crate::payment::PaymentStatus;
+use crate::payment::{Payment, PaymentStatus};
 use crate::ports::{CallbackQueue, Clock, Enqueued, Metric, Metrics, OrderUpdates, StoreError};
+use crate::refund::{refund_answered, RefundState, RefundStep, CALLBACK_OPERATOR};
 use crate::time::Timestamp;
 
 /// Hands a verified event to the queue; a queue that cannot take it is `503`, so the provider retries.
@@ -47,8 +48,22 @@ pub enum CallbackOutcome {
     RefundRequired,
     /// The event's format belongs to another provider than the payment's method: not applied.
     NotThisProvider,
+    /// A refund notification moved the payment's refund on: to `refunded`, `refund_failed`, or a new
+    /// status short of final.
+    Refund(RefundOutcome),
     /// No such payment: dropped.
     UnknownPayment,
+}
+
+/// What a refund notification did to the payment's refund.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefundOutcome {
+    /// The payment is `refunded`.
+    Refunded,
+    /// The payment is `refund_failed`.
+    Failed,
+    /// Still under way at the provider.
+    Pending,
 }
 
 /// Applies one event to its payment (and order), exactly once however often it is delivered. Only store
@@ -82,11 +97,27 @@ pub async fn apply_callback(
         }
         CallbackOutcome::RefundRequired => {
             metrics.count(Metric::RefundRequired);
+            metrics.count(Metric::RefundStarted);
             tracing::error!(
                 event_id,
                 payment_id,
                 "payment succeeded for an order that cannot take it; refund required"
             )
+        }
+        CallbackOutcome::Refund(RefundOutcome::Refunded) => {
+            metrics.count(Metric::RefundSucceeded);
+            tracing::info!(event_id, payment_id, refund_id = %event.provider_txn_id, "refund notification applied; payment refunded")
+        }
+        CallbackOutcome::Refund(RefundOutcome::Failed) => {
+            metrics.count(Metric::RefundFailed);
+            tracing::error!(
+                event_id,
+                payment_id,
+                "refund notification: the provider closed the refund; refund_failed"
+            )
+        }
+        CallbackOutcome::Refund(RefundOutcome::Pending) => {
+            tracing::warn!(event_id, payment_id, status = ?event.status, "refund notification applied; refund not final")
         }
         CallbackOutcome::NotThisProvider => {
             tracing::warn!(event_id, payment_id, source = ?event.source, "callback from another provider than the payment's; not applied")
@@ -117,6 +148,9 @@ pub fn event_outcome(
     if !event.source.speaks_for(current.method) {
         return (NotThisProvider, None);
     }
+    if let Some(answer) = event.status.refund_state(&event.provider_txn_id) {
+        return refund_event_outcome(state, current, event, &answer, now);
+    }
     let mut change = Change::of(state, now);
     let mut payment = current.clone();
     let mut details = json!({
@@ -139,15 +173,20 @@ pub fn event_outcome(
             details["ignored"] = json!(format!("payment is already {from}"));
             ("stale_status", Noted)
         }
+        ReportedStatus::Refunded | ReportedStatus::RefundAbnormal | ReportedStatus::RefundClosed => {
+            unreachable!("refund notifications are judged by refund_event_outcome")
+        }
         ReportedStatus::Succeeded if !event.source.amount_matches(payment.amount, event.amount) => {
             details["expected"] = json!(payment.amount);
             ("amount_mismatch", AmountMismatch)
         }
-        ReportedStatus::Succeeded if from == PaymentStatus::Succeeded => {
-            details["ignored"] = json!("payment already succeeded");
+        ReportedStatus::Succeeded if from.holds_money() || from == PaymentStatus::Refunded => {
+            details["ignored"] = json!(format!("payment already {from}"));
             ("duplicate_success", Noted)
         }
         ReportedStatus::Succeeded if from == PaymentStatus::Failed => {
+            // The provider took the money after all: the payment holds it, and gives it back.
+            payment.status = PaymentStatus::Succeeded;
             payment.refund_required = true;
             details["reason"] = json!("payment had failed");
             ("refund_required", RefundRequired)
@@ -192,8 +231,56 @@ pub fn event_outcome(
         payment.close_pending = false;
     }
     payment.log(log, details, Some(event.event_id.as_str()), now);
+    if outcome == RefundRequired {
+        // The refund is decided in the write that records why (docs/api.md §17).
+        let reason = match (from, state.order.status) {
+            (PaymentStatus::Failed, _) => "支付失败后到账，原路退回",
+            (_, OrderStatus::Cancelled) => "订单已取消，到账款项原路退回",
+            (_, OrderStatus::Refunded) => "订单已退款，到账款项原路退回",
+            _ => "订单已由其他支付单付款，重复到账款项原路退回",
+        };
+        if payment.start_refund(reason, CALLBACK_OPERATOR, false, now).is_err() {
+            return (Noted, None);
+        }
+    }
     change.payment(payment);
     (outcome, Some(change))
+}
+
+/// A refund notification against the payment: judged as the worker judges the provider's answer
+/// ([`refund_answered`]), recorded with its event id; one for a refund that is not running (or for
+/// another amount) is noted and changes nothing else.
+fn refund_event_outcome(
+    state: &OrderWithPayments,
+    current: &Payment,
+    event: &PaymentEvent,
+    answer: &RefundState,
+    now: Timestamp,
+) -> (CallbackOutcome, Option<Change>) {
+    let event_id = event.event_id.as_str();
+    let matches = current.refund.as_ref().is_some_and(|r| r.amount == event.amount);
+    if matches {
+        let (step, change) = refund_answered(state, &current.id, answer, Some(event_id), now);
+        if let Some(change) = change {
+            let outcome = match step {
+                RefundStep::Refunded(_) => RefundOutcome::Refunded,
+                RefundStep::Failed(_) => RefundOutcome::Failed,
+                RefundStep::Pending | RefundStep::Settled => RefundOutcome::Pending,
+            };
+            return (CallbackOutcome::Refund(outcome), Some(change));
+        }
+    }
+    let mut change = Change::of(state, now);
+    let mut payment = current.clone();
+    let details = json!({
+        "status": event.status,
+        "refund_id": event.provider_txn_id,
+        "amount": event.amount,
+        "ignored": if matches { format!("payment is {}", current.status) } else { "not this payment's refund amount".to_owned() },
+    });
+    payment.log("stale_refund_status", details, Some(event_id), now);
+    change.payment(payment);
+    (CallbackOutcome::Noted, Some(change))
 }
 
 #[cfg(test)]
@@ -306,7 +393,7 @@ mod tests {
                 R::Succeeded,
                 "199.00",
                 CallbackOutcome::RefundRequired,
-                Failed,
+                Refunding,
                 Pending,
                 "refund_required",
                 true,
@@ -328,7 +415,7 @@ mod tests {
                 R::Succeeded,
                 "199.00",
                 CallbackOutcome::RefundRequired,
-                Succeeded,
+                Refunding,
                 Cancelled,
                 "refund_required",
                 true,
@@ -339,7 +426,7 @@ mod tests {
                 R::Succeeded,
                 "199.00",
                 CallbackOutcome::RefundRequired,
-                Succeeded,
+                Refunding,
                 Paid,
                 "refund_required",
                 true,
@@ -366,12 +453,21 @@ mod tests {
             let p = change.payments.iter().find(|p| p.id == e.payment_id).unwrap();
             assert_eq!((p.status, change.order.status), (payment_after, order_after), "{name}");
             assert_eq!(p.refund_required, refund, "{name}");
-            let last = p.logs.last().unwrap();
+            let recorded = p.logs.iter().rev().find(|l| l.event_id.is_some()).unwrap();
             assert_eq!(
-                (last.event.as_str(), last.event_id.as_deref()),
+                (recorded.event.as_str(), recorded.event_id.as_deref()),
                 (log, Some("evt-1")),
                 "{name}"
             );
+            if refund {
+                // The refund is decided in the same write: refunding, in the work index.
+                let last = p.logs.last().unwrap();
+                assert_eq!(last.event, "refund_started", "{name}");
+                let r = p.refund.as_ref().expect("a refund");
+                assert_eq!((r.amount, r.refunds_order), (p.amount, false), "{name}");
+                assert_eq!(r.out_refund_no, crate::refund::out_refund_no(&p.id), "{name}");
+                assert!(matches!(p.work(), Some(crate::refund::Work::Refund(_))), "{name}");
+            }
             assert_eq!(change.expected_version, s.order.version, "{name}");
             assert_eq!(change.order.version, s.order.version + 1, "{name}");
             assert_eq!(change.restock, None, "a callback never moves stock: {name}");

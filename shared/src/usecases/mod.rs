@@ -10,16 +10,17 @@ pub mod expiry;
 mod get_order;
 mod idempotent;
 pub mod list;
+pub mod refunds;
 pub mod request;
 
 use std::sync::Arc;
 
 use crate::ports::{
     Catalog, Clock, ExpiryIndex, Metrics, NoProviders, OrderList, OrderStore, OrderUpdates, PaymentGateway, Store,
-    SupplierStock,
+    SupplierStock, WorkIndex,
 };
 
-pub use callbacks::{apply_callback, enqueue_callback, CallbackOutcome};
+pub use callbacks::{apply_callback, enqueue_callback, CallbackOutcome, RefundOutcome};
 pub use cancel::cancel_order;
 pub use checkout::{checkout_payment, Checkouts};
 pub use closing::Closer;
@@ -29,6 +30,7 @@ pub use expiry::{sweep, SweepReport};
 pub use get_order::get_order;
 pub use idempotent::{at_most_once, Answered, Attempt};
 pub use list::{list_orders, CursorKey, OrderPage};
+pub use refunds::{refund_due, RefundReport, Refunder};
 
 /// Every port the functions use, built once per cold start and shared by every request; each use case
 /// takes only the ports it uses, from here.
@@ -44,6 +46,8 @@ pub struct Services {
     pub expiry: Arc<dyn ExpiryIndex>,
     /// Each shopper's orders, newest first.
     pub list: Arc<dyn OrderList>,
+    /// Refunds to send and payments for an operator.
+    pub work: Arc<dyn WorkIndex>,
     /// The supplier's stock API.
     pub supplier: Arc<dyn SupplierStock>,
     /// The payment providers: checkout, close and query (none in the functions that never let a
@@ -70,7 +74,8 @@ impl Services {
             orders: store.clone(),
             updates: store.clone(),
             expiry: store.clone(),
-            list: store,
+            list: store.clone(),
+            work: store,
             supplier,
             gateway: Arc::new(NoProviders),
             clock,
@@ -89,6 +94,18 @@ impl Services {
     /// The ports letting payments go takes (closing their trades at the providers first).
     pub fn closer(&self) -> Closer<'_> {
         Closer {
+            updates: self.updates.as_ref(),
+            gateway: self.gateway.as_ref(),
+            clock: self.clock.as_ref(),
+            metrics: self.metrics.as_ref(),
+        }
+    }
+
+    /// The ports the refund worker takes.
+    pub fn refunder(&self) -> Refunder<'_> {
+        Refunder {
+            work: self.work.as_ref(),
+            orders: self.orders.as_ref(),
             updates: self.updates.as_ref(),
             gateway: self.gateway.as_ref(),
             clock: self.clock.as_ref(),

@@ -118,7 +118,8 @@ pub async fn events_out_of_order_follow_the_state_machine(env: TestEnv) {
     assert_eq!(log_events(&got_payment), ["created", "succeeded", "stale_status"]);
 
     // processing, then failed, then succeeded: failed is terminal, so the success cannot pay the order;
-    // the money it reports is flagged for refund and the order waits for another payment
+    // the money it reports is flagged and its refund started in the same write, and the order waits for
+    // another payment
     let (order, payment) = ids(&bobs_order(&env).await);
     let steps = [
         event(&payment, "evt-1", ReportedStatus::Processing, "99.99"),
@@ -130,11 +131,11 @@ pub async fn events_out_of_order_follow_the_state_machine(env: TestEnv) {
     }
     let (got_order, got_payment) = state(&env, &order, &payment).await;
     assert_eq!(got_order["status"], "pending");
-    assert_eq!(got_payment["status"], "failed");
+    assert_eq!(got_payment["status"], "refunding");
     assert_eq!(got_payment["refund_required"], true);
     assert_eq!(
         log_events(&got_payment),
-        ["created", "processing", "failed", "refund_required"]
+        ["created", "processing", "failed", "refund_required", "refund_started"]
     );
     assert_eq!(env.metrics.count_of(Metric::RefundRequired), 1);
     // A failed payment leaves the expiry index; its pending order stays in it
@@ -205,9 +206,15 @@ pub async fn a_late_success_pays_a_pending_order_and_is_refunded_on_a_cancelled_
     assert!(deliver(&env, &[("m3", &success)]).await.is_empty());
     let (got_order, got_payment) = state(&env, &order, &payment).await;
     assert_eq!(got_order["status"], "cancelled");
-    assert_eq!(got_payment["status"], "succeeded");
+    assert_eq!(
+        got_payment["status"], "refunding",
+        "its refund decided in the same write"
+    );
     assert_eq!(got_payment["refund_required"], true);
-    assert_eq!(log_events(&got_payment).last().unwrap(), "refund_required");
+    assert_eq!(
+        log_events(&got_payment)[log_events(&got_payment).len() - 2..],
+        ["refund_required", "refund_started"]
+    );
     assert_eq!(env.stock(&product).await, stock, "the callback must not touch stock");
     assert_eq!(env.metrics.count_of(Metric::RefundRequired), 2);
 }

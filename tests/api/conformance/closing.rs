@@ -23,16 +23,16 @@ use testkit::providers::{AlipaySimulator, SigningKey, WechatPaySimulator};
 const PLENTY: Duration = Duration::from_secs(600);
 
 /// Both fake providers over HTTP, and the platform keys the receiver verifies their notifications with.
-struct Fakes {
-    wechat: FakeWechatPay,
-    alipay: FakeAlipay,
-    wechat_verifier: WechatPay,
-    alipay_verifier: Alipay,
+pub(crate) struct Fakes {
+    pub(crate) wechat: FakeWechatPay,
+    pub(crate) alipay: FakeAlipay,
+    pub(crate) wechat_verifier: WechatPay,
+    pub(crate) alipay_verifier: Alipay,
 }
 
 /// `env` with WeChat Pay and Alipay (QR, close, query) faked over HTTP; a fridge (3299.00, 100 in stock)
 /// and Alice's address.
-async fn with_providers(env: TestEnv) -> (TestEnv, Fakes) {
+pub(crate) async fn with_providers(env: TestEnv) -> (TestEnv, Fakes) {
     let (merchant, app_key) = (SigningKey::generate(), SigningKey::generate());
     let wechat_sim = WechatPaySimulator::generate("PUB_KEY_ID_0114232134912410000000000001");
     let alipay_sim = AlipaySimulator::generate();
@@ -95,7 +95,7 @@ async fn with_providers(env: TestEnv) -> (TestEnv, Fakes) {
 
 /// A pending order of one fridge paid by `method` within 30 minutes, checked out in `scene`: its order
 /// and payment ids.
-async fn checked_out(env: &TestEnv, method: &str, scene: &str) -> (String, String) {
+pub(crate) async fn checked_out(env: &TestEnv, method: &str, scene: &str) -> (String, String) {
     let body = json!({"product_id": "fridge", "address_id": "alice-home", "quantity": 1, "payment_method": method, "ttl_minutes": 30});
     let (status, created) = create_order(env, Some("alice"), &body).await;
     assert_eq!(status, 201, "{created}");
@@ -110,7 +110,7 @@ impl Fakes {
     /// The shopper pays the trade at its fake provider; the notification the provider would post,
     /// verified the provider's way, as the event the receiver would enqueue (`None` if the trade could
     /// not be paid: closed or unknown).
-    fn pay(&self, method: &str, payment: &str) -> Option<PaymentEvent> {
+    pub(crate) fn pay(&self, method: &str, payment: &str) -> Option<PaymentEvent> {
         let now = domain::Timestamp::now();
         let verdict = match method {
             "wechat" => {
@@ -127,14 +127,14 @@ impl Fakes {
     }
 
     /// The trade's state at its fake provider.
-    fn trade_state(&self, method: &str, payment: &str) -> Option<String> {
+    pub(crate) fn trade_state(&self, method: &str, payment: &str) -> Option<String> {
         match method {
             "wechat" => self.wechat.trade(payment).map(|t| t.state),
             _ => self.alipay.trade(payment).map(|t| t.state),
         }
     }
 
-    fn set_failing(&self, failing: bool) {
+    pub(crate) fn set_failing(&self, failing: bool) {
         self.wechat.controls().set_failing(failing);
         self.alipay.controls().set_failing(failing);
     }
@@ -156,7 +156,7 @@ fn paid_state(method: &str) -> &'static str {
     }
 }
 
-async fn order_of(env: &TestEnv, order: &str) -> Value {
+pub(crate) async fn order_of(env: &TestEnv, order: &str) -> Value {
     let (status, got) = get_order(env, Some("alice"), order).await;
     assert_eq!(status, 200, "{got}");
     got
@@ -408,7 +408,7 @@ pub async fn a_close_pending_trade_found_paid_is_flagged_for_refund(env: TestEnv
     let paid = &got["payments"][0];
     assert_eq!(
         (paid["status"].as_str(), paid["refund_required"].as_bool()),
-        (Some("succeeded"), Some(true)),
+        (Some("refunding"), Some(true)),
         "{paid}"
     );
     assert!(paid.get("close_pending").is_none(), "{paid}");

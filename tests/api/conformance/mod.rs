@@ -15,6 +15,7 @@ pub mod oversell;
 pub mod payments;
 pub mod place_port;
 pub mod providers;
+pub mod refunds;
 
 /// Instantiates each listed test for both adapters: `sqlite::<name>` and `dynamodb::<name>`.
 macro_rules! conformance {
@@ -78,6 +79,12 @@ conformance!(
     lifecycle::stock_never_goes_back_to_a_product_that_is_gone,
     providers::wechatpay_notifications_are_verified_decrypted_and_applied_once,
     providers::alipay_notifications_are_verified_and_applied_once,
+    refunds::a_late_success_on_a_cancelled_order_is_refunded_once_at_its_provider,
+    refunds::a_second_success_on_a_paid_order_is_refunded_once_at_its_provider,
+    refunds::a_worker_that_dies_after_the_provider_refunded_refunds_once,
+    refunds::a_provider_down_or_still_processing_is_asked_again_until_a_final_answer,
+    refunds::a_final_refusal_or_a_bank_transfer_is_left_for_an_operator,
+    refunds::a_refund_notification_is_applied_once_in_order_with_the_payments_events,
     providers::a_provider_speaks_only_for_its_own_payments,
     checkout::a_bank_transfer_checkout_is_stored_once_and_handed_out_again,
     checkout::an_alipay_page_checkout_is_a_signed_gateway_link,
