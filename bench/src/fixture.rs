@@ -11,10 +11,11 @@ use futures::{StreamExt, TryStreamExt};
 use serde_json::{json, Value};
 
 /// Every function the harness runs, in its order: one per crate under `functions/`.
-pub const FUNCTIONS: [&str; 11] = [
+pub const FUNCTIONS: [&str; 12] = [
     "create_order",
     "create_batch_orders",
     "get_order",
+    "admin_orders",
     "create_payment",
     "checkout_payment",
     "cancel_order",
@@ -285,6 +286,7 @@ pub fn functions(fx: &Fixture, proxy: &str) -> Vec<Function> {
         r#"{{"address_id": "{ADDRESS}", "items": [{{"product_id": "{PRODUCT}", "quantity": 1}}, {{"product_id": "{PRODUCT}", "quantity": 2}}]}}"#
     );
     let read = fx.order_to_read.clone();
+    let admin_read = read.clone();
     let (for_payment, for_cancel, for_callback) =
         (fx.for_payment.clone(), fx.for_cancel.clone(), fx.for_callback.clone());
     let for_checkout = fx.for_checkout.clone();
@@ -330,6 +332,22 @@ pub fn functions(fx: &Fixture, proxy: &str) -> Vec<Function> {
                     None,
                     Some(&read),
                 )
+            }),
+            check: expect_status(200),
+        },
+        Function {
+            name: "admin_orders",
+            env: with(&[("LIST_CURSOR_SECRET", CURSOR_SECRET)]),
+            event: Box::new(move |_| {
+                let mut event = api_event(
+                    "GET",
+                    &format!("/api/admin/orders/{admin_read}/"),
+                    "GET /api/admin/orders/{order_id}/",
+                    None,
+                    Some(&admin_read),
+                );
+                event["requestContext"]["authorizer"]["jwt"]["claims"]["scope"] = Value::from("orders:admin");
+                event
             }),
             check: expect_status(200),
         },
@@ -472,7 +490,8 @@ pub fn functions(fx: &Fixture, proxy: &str) -> Vec<Function> {
             name: "refund_payments",
             env: base,
             event: Box::new(|_| infra::lambda::scheduled_event("123456789012", "us-east-1", "refund-payments")),
-            // No refund is due: one query of the work index's refund partition per run.
+            // No refund is due: a query of the work index's refund partition, and one of its attention
+            // partition for the oldest item's age, per run.
             check: Box::new(|report| {
                 if report["complete"] == true && report["errors"] == 0 && report["found"] == 0 {
                     Ok(())

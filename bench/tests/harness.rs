@@ -49,6 +49,8 @@ async fn the_harness_runs_every_function_end_to_end() {
             "process_payment_callbacks" => 3.0,
             // a sweep that finds the index empty reads each of its shards
             "expire_payments" => 8.0,
+            // the refund partition of the work index, then the oldest attention item (its age metric)
+            "refund_payments" => 2.0,
             _ => 1.0,
         };
         assert_eq!(m.aws_requests_per_invoke, expected, "{}: {m:?}", f.name);

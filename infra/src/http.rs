@@ -49,6 +49,37 @@ pub fn caller(req: &Request) -> Result<UserId, ServiceError> {
     }
 }
 
+/// An operator: the caller, whose JWT grants the scope `orders:admin` (in its space-separated `scope`
+/// claim, or among the scopes API Gateway's authorizer matched). No identity: `401`; no scope: `403
+/// FORBIDDEN`. API Gateway checks the route's scopes first; this holds even if a route lost them.
+pub fn operator(req: &Request) -> Result<domain::operator::Staff, ServiceError> {
+    let user = caller(req)?;
+    let jwt = match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.authorizer.as_ref().and_then(|a| a.jwt.as_ref()),
+        _ => None,
+    };
+    let scope = domain::operator::SCOPE;
+    let claimed = jwt
+        .and_then(|jwt| jwt.claims.get("scope"))
+        .is_some_and(|scopes| scopes.split_whitespace().any(|s| s == scope));
+    let matched = jwt
+        .and_then(|jwt| jwt.scopes.as_ref())
+        .is_some_and(|scopes| scopes.iter().any(|s| s == scope));
+    if claimed || matched {
+        Ok(domain::operator::Staff::new(user))
+    } else {
+        Err(ServiceError::Forbidden)
+    }
+}
+
+/// The route API Gateway matched, e.g. `POST /api/admin/orders/{order_id}/ship/` (empty if none).
+pub fn route_key(req: &Request) -> String {
+    match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.route_key.clone().unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
 /// The body's bytes, refused when over the limit.
 pub fn body(req: &Request) -> Result<&[u8], ServiceError> {
     let bytes: &[u8] = req.body().as_ref();
@@ -293,6 +324,8 @@ pub struct GatewayRequest<'a> {
     pub body: &'a [u8],
     /// The authenticated user, as a JWT authorizer would have put it in the `sub` claim.
     pub user: Option<&'a str>,
+    /// The token's scopes (its `scope` claim), as an authorizer would pass them on.
+    pub scopes: Vec<String>,
     /// The request id.
     pub request_id: &'a str,
 }
@@ -325,7 +358,11 @@ impl GatewayRequest<'_> {
             "timeEpoch": chrono::Utc::now().timestamp_millis(),
         });
         if let Some(user) = self.user {
-            context["authorizer"] = serde_json::json!({"jwt": {"claims": {"sub": user}, "scopes": null}});
+            let mut claims = serde_json::json!({ "sub": user });
+            if !self.scopes.is_empty() {
+                claims["scope"] = serde_json::Value::String(self.scopes.join(" "));
+            }
+            context["authorizer"] = serde_json::json!({"jwt": {"claims": claims, "scopes": null}});
         }
         let mut event = serde_json::json!({
             "version": "2.0",

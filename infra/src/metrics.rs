@@ -13,6 +13,11 @@ pub struct EmfMetrics;
 impl EmfMetrics {
     /// The EMF document for one count of `metric` at `millis` since the epoch.
     pub fn document(metric: Metric, millis: i64) -> serde_json::Value {
+        Self::measurement(metric, 1.0, "Count", millis)
+    }
+
+    /// The EMF document for one `value` of `metric` in `unit` at `millis` since the epoch.
+    pub fn measurement(metric: Metric, value: f64, unit: &str, millis: i64) -> serde_json::Value {
         let name = metric.name();
         let mut doc = serde_json::json!({
             "_aws": {
@@ -20,11 +25,11 @@ impl EmfMetrics {
                 "CloudWatchMetrics": [{
                     "Namespace": NAMESPACE,
                     "Dimensions": [[]],
-                    "Metrics": [{"Name": name, "Unit": "Count"}],
+                    "Metrics": [{"Name": name, "Unit": unit}],
                 }],
             },
         });
-        doc[name] = serde_json::json!(1);
+        doc[name] = serde_json::json!(value);
         doc
     }
 }
@@ -32,5 +37,16 @@ impl EmfMetrics {
 impl Metrics for EmfMetrics {
     fn count(&self, metric: Metric) {
         println!("{}", Self::document(metric, chrono::Utc::now().timestamp_millis()));
+    }
+
+    fn measure(&self, metric: Metric, value: f64) {
+        let unit = match metric {
+            Metric::AttentionOldestAgeSeconds => "Seconds",
+            _ => "None",
+        };
+        println!(
+            "{}",
+            Self::measurement(metric, value, unit, chrono::Utc::now().timestamp_millis())
+        );
     }
 }

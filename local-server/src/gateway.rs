@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use admin_orders::Admin;
 use axum::body::Body as AxumBody;
 use axum::extract::{Request as AxumRequest, State};
 use axum::http::HeaderMap;
@@ -27,6 +28,8 @@ pub struct App {
     pub services: Arc<Services>,
     /// The list function's state (the services and its cursor key).
     pub listing: Listing,
+    /// The merchant's function's state (the services and its cursor key).
+    pub admin: Admin,
     /// The callback receiver.
     pub receiver: Receiver,
     /// The fake providers' cashiers.
@@ -77,6 +80,8 @@ struct Route<S: 'static> {
     key: &'static str,
     /// Whether the JWT authorizer guards it (every route but the provider callbacks).
     authorized: bool,
+    /// The scopes the token must grant (API Gateway's route authorization scopes).
+    scopes: &'static [&'static str],
     handler: Handler<S>,
 }
 
@@ -137,54 +142,107 @@ pub fn router(app: Arc<App>, read_timeout: std::time::Duration) -> Router {
     const CREATE: Route<Services> = Route {
         key: "POST /api/orders/create_order/",
         authorized: true,
+        scopes: &[],
         handler: |s, r| Box::pin(create_order::handle(s, r)),
     };
     const BATCH: Route<Services> = Route {
         key: "POST /api/orders/create_batch_orders/",
         authorized: true,
+        scopes: &[],
         handler: |s, r| Box::pin(create_batch_orders::handle(s, r)),
     };
     const GET: Route<Services> = Route {
         key: "GET /api/orders/{order_id}/",
         authorized: true,
+        scopes: &[],
         handler: |s, r| Box::pin(get_order::handle(s, r)),
     };
     const PAY: Route<Services> = Route {
         key: "POST /api/orders/{order_id}/payments/",
         authorized: true,
+        scopes: &[],
         handler: |s, r| Box::pin(create_payment::handle(s, r)),
     };
     const CHECKOUT: Route<Services> = Route {
         key: "POST /api/orders/{order_id}/payments/{payment_id}/checkout/",
         authorized: true,
+        scopes: &[],
         handler: |s, r| Box::pin(checkout_payment::handle(s, r)),
     };
     const CANCEL: Route<Services> = Route {
         key: "POST /api/orders/{order_id}/cancel/",
         authorized: true,
+        scopes: &[],
         handler: |s, r| Box::pin(cancel_order::handle(s, r)),
     };
     const LIST: Route<Listing> = Route {
         key: "GET /api/orders/",
         authorized: true,
+        scopes: &[],
         handler: |s, r| Box::pin(list_orders::handle(s, r)),
     };
     const CALLBACK: Route<Receiver> = Route {
         key: "POST /api/payments/callback/",
         authorized: false,
+        scopes: &[],
         handler: |s, r| Box::pin(payment_callback::handle(s, r)),
     };
     const WECHATPAY: Route<Receiver> = Route {
         key: "POST /api/payments/callback/wechatpay/",
         authorized: false,
+        scopes: &[],
         handler: |s, r| Box::pin(payment_callback::handle_wechatpay(s, r)),
     };
     const ALIPAY: Route<Receiver> = Route {
         key: "POST /api/payments/callback/alipay/",
         authorized: false,
+        scopes: &[],
         handler: |s, r| Box::pin(payment_callback::handle_alipay(s, r)),
     };
+    const ADMIN: Route<Admin> = Route {
+        key: "",
+        authorized: true,
+        scopes: &[domain::operator::SCOPE],
+        handler: |s, r| Box::pin(admin_orders::handle(s, r)),
+    };
+    let admin = |key: &'static str| Route { key, ..ADMIN };
+    let admin_action = move |action: &'static str| {
+        post(move |s: State<Arc<App>>, req: AxumRequest| async move {
+            let key = match action {
+                "ship" => admin_orders::ROUTES[2],
+                "complete" => admin_orders::ROUTES[3],
+                "refund" => admin_orders::ROUTES[4],
+                _ => admin_orders::ROUTES[5],
+            };
+            let id = segment(&req, 4);
+            dispatch(&s.admin, req, admin(key), vec![("order_id", id)]).await
+        })
+    };
     Router::new()
+        .route(
+            "/api/admin/orders/{order_id}/",
+            get(move |s: State<Arc<App>>, req: AxumRequest| async move {
+                let id = segment(&req, 4);
+                dispatch(&s.admin, req, admin(admin_orders::ROUTES[0]), vec![("order_id", id)]).await
+            }),
+        )
+        .route(
+            "/api/admin/attention/",
+            get(move |s: State<Arc<App>>, req: AxumRequest| async move {
+                dispatch(&s.admin, req, admin(admin_orders::ROUTES[1]), vec![]).await
+            }),
+        )
+        .route("/api/admin/orders/{order_id}/ship/", admin_action("ship"))
+        .route("/api/admin/orders/{order_id}/complete/", admin_action("complete"))
+        .route("/api/admin/orders/{order_id}/refund/", admin_action("refund"))
+        .route("/api/admin/orders/{order_id}/cancel/", admin_action("cancel"))
+        .route(
+            "/api/admin/orders/{order_id}/payments/{payment_id}/resolve/",
+            post(move |s: State<Arc<App>>, req: AxumRequest| async move {
+                let params = vec![("order_id", segment(&req, 4)), ("payment_id", segment(&req, 6))];
+                dispatch(&s.admin, req, admin(admin_orders::ROUTES[6]), params).await
+            }),
+        )
         .route(
             "/api/payments/callback/wechatpay/",
             post(|s: State<Arc<App>>, req: AxumRequest| async move { dispatch(&s.receiver, req, WECHATPAY, vec![]).await }),
@@ -253,9 +311,10 @@ pub fn router(app: Arc<App>, read_timeout: std::time::Duration) -> Router {
 #[derive(Clone, Copy)]
 struct ReadTimeout(std::time::Duration);
 
-/// The user named by `Authorization: Bearer <id>`, as the JWT authorizer would put it in `sub`. More than
-/// one `Authorization` header names nobody.
-fn bearer(headers: &HeaderMap) -> Option<&str> {
+/// The user named by `Authorization: Bearer <id> [<scope> ...]`, as the JWT authorizer would put it in
+/// `sub`, and the scopes after it, as the token's `scope` claim would grant them (`Bearer ops
+/// orders:admin` acts as an operator). More than one `Authorization` header names nobody.
+fn bearer(headers: &HeaderMap) -> Option<(&str, Vec<String>)> {
     let mut values = headers.get_all("authorization").iter();
     let value = values.next()?.to_str().ok()?;
     if values.next().is_some() {
@@ -265,7 +324,9 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .strip_prefix("Bearer ")
         .or_else(|| value.strip_prefix("bearer "))?
         .trim();
-    (!token.is_empty()).then_some(token)
+    let mut words = token.split_whitespace();
+    let user = words.next()?;
+    Some((user, words.map(str::to_owned).collect()))
 }
 
 /// The headers as API Gateway (payload 2.0) hands them to a function: names lower-cased, a header sent
@@ -322,6 +383,14 @@ async fn dispatch<S>(
         Ok(pairs) => pairs,
         Err(err) => return edge_error(err),
     };
+    let (user, scopes) = match bearer(&headers).filter(|_| route.authorized) {
+        Some((user, scopes)) => (Some(user), scopes),
+        None => (None, Vec::new()),
+    };
+    // API Gateway refuses a token without the route's scopes before any function runs.
+    if user.is_some() && !route.scopes.iter().all(|needed| scopes.iter().any(|s| s == needed)) {
+        return edge_error(ServiceError::Forbidden);
+    }
     let event = GatewayRequest {
         method: method.as_str(),
         path: uri.path(),
@@ -330,7 +399,8 @@ async fn dispatch<S>(
         headers: header_pairs,
         path_parameters,
         body: &body,
-        user: if route.authorized { bearer(&headers) } else { None },
+        user,
+        scopes,
         request_id: &request_id,
     };
     let request = match event.into_request() {

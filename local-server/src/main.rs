@@ -403,10 +403,15 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         // Kept in the data folder, so a restart still reads the cursors it issued.
         Err(_) => dev_providers::kept_secret(&paths.cursor_secret)?,
     };
+    let cursors = domain::usecases::CursorKey::new(&cursor_secret).ok_or("LIST_CURSOR_SECRET is blank")?;
     let app = Arc::new(gateway::App {
         listing: list_orders::Listing {
             services: services.as_ref().clone(),
-            cursors: domain::usecases::CursorKey::new(&cursor_secret).ok_or("LIST_CURSOR_SECRET is blank")?,
+            cursors: cursors.clone(),
+        },
+        admin: admin_orders::Admin {
+            services: services.as_ref().clone(),
+            cursors,
         },
         services,
         receiver: payment_callback::Receiver {

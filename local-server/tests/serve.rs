@@ -780,3 +780,85 @@ fn sigterm_stops_the_server_as_ctrl_c_does() {
     let lines = server.output.lock().unwrap().clone();
     assert!(lines.iter().any(|l| l.contains("shutting down")), "{lines:?}");
 }
+
+#[tokio::test]
+async fn an_operator_refunds_a_paid_order_and_the_ticker_sends_the_refund() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("shop.sqlite3");
+    let keys = dir.path().join("dev-providers.json");
+    let server = start(&[
+        "--db",
+        db.to_str().unwrap(),
+        "--provider-keys",
+        keys.to_str().unwrap(),
+        "--refund-interval",
+        "1",
+    ]);
+
+    // Alice pays a fridge at the fake WeChat Pay's cashier
+    let order = json!({"product_id": "fridge-bcd-470", "address_id": "addr-alice-home", "quantity": 1, "payment_method": "wechat"});
+    let (status, created) = server.post(CREATE, Some("alice"), &order).await;
+    assert_eq!(status, 201, "{created}");
+    let (order_id, payment) = (
+        created["order"]["id"].as_str().unwrap().to_owned(),
+        created["payment"]["id"].as_str().unwrap().to_owned(),
+    );
+    let checkout = format!("/api/orders/{order_id}/payments/{payment}/checkout/");
+    assert_eq!(server.post(&checkout, Some("alice"), &json!({})).await.0, 200);
+    let (status, paid) = server
+        .post(&format!("/dev/wechatpay/pay/{payment}"), None, &json!({}))
+        .await;
+    assert_eq!(status, 200, "{paid}");
+    let order_path = format!("/api/orders/{order_id}/");
+    let wait_for = |status: &'static str| {
+        let (server, path) = (&server, order_path.clone());
+        async move {
+            let mut got = Value::Null;
+            for _ in 0..100 {
+                got = server.get(&path, Some("alice")).await.1;
+                if got["order"]["status"] == status {
+                    return got;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            panic!("order never {status}: {got}");
+        }
+    };
+    wait_for("paid").await;
+
+    // A shopper's token cannot reach the merchant's routes; `Bearer <user> orders:admin` can
+    let refund = format!("/api/admin/orders/{order_id}/refund/");
+    let body = json!({"reason": "客户要求退款"});
+    assert_eq!(
+        code(&server.post(&refund, Some("alice"), &body).await),
+        (403, Some("FORBIDDEN"))
+    );
+    assert_eq!(
+        code(&server.post(&refund, None, &body).await),
+        (401, Some("UNAUTHENTICATED"))
+    );
+    let (status, answered) = server.post(&refund, Some("ops orders:admin"), &body).await;
+    assert_eq!(status, 200, "{answered}");
+    assert_eq!(answered["payments"][0]["status"], "refunding");
+    let (status, any) = server
+        .get(&format!("/api/admin/orders/{order_id}/"), Some("ops orders:admin"))
+        .await;
+    assert_eq!((status, &any["order"]["id"]), (200, &json!(order_id)));
+
+    // The server's refund ticker sends it to the fake WeChat Pay: refunded, the order with it
+    let got = wait_for("refunded").await;
+    assert_eq!(got["payments"][0]["status"], "refunded", "{got}");
+    let history = got["order"]["history"].as_array().unwrap();
+    let operators: Vec<&str> = history.iter().map(|h| h["operator"].as_str().unwrap()).collect();
+    assert_eq!(
+        operators,
+        ["user:alice", "payment-callback", "staff:ops", "system:refund"]
+    );
+    let ran = server
+        .output
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("refund run finished"));
+    assert!(ran, "the ticker ran the refund worker");
+}

@@ -40,6 +40,10 @@ pub enum ErrorCode {
     OrderNotCancellable,
     /// Checkout of a payment that is not open, or of another scene than the one it was checked out in.
     PaymentNotPayable,
+    /// An operator route without the operator scope.
+    Forbidden,
+    /// An operator action the order's state machine refuses.
+    OrderTransitionNotAllowed,
     /// Not enough stock.
     InsufficientStock,
     /// Body over the limit.
@@ -83,6 +87,8 @@ impl ErrorCode {
             Self::OrderNotFound => "ORDER_NOT_FOUND",
             Self::OrderNotCancellable => "ORDER_NOT_CANCELLABLE",
             Self::PaymentNotPayable => "PAYMENT_NOT_PAYABLE",
+            Self::Forbidden => "FORBIDDEN",
+            Self::OrderTransitionNotAllowed => "ORDER_TRANSITION_NOT_ALLOWED",
             Self::InsufficientStock => "INSUFFICIENT_STOCK",
             Self::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             Self::NotFound => "NOT_FOUND",
@@ -110,12 +116,16 @@ impl ErrorCode {
             | Self::InvalidAmountFormat
             | Self::BatchTooLarge => 400,
             Self::Unauthenticated | Self::InvalidSignature => 401,
+            Self::Forbidden => 403,
             Self::OrderNotFound | Self::NotFound => 404,
             Self::MethodNotAllowed => 405,
             Self::RequestTimeout => 408,
             Self::UriTooLong => 414,
             Self::HeadersTooLarge => 431,
-            Self::InsufficientStock | Self::OrderNotCancellable | Self::PaymentNotPayable => 409,
+            Self::InsufficientStock
+            | Self::OrderNotCancellable
+            | Self::PaymentNotPayable
+            | Self::OrderTransitionNotAllowed => 409,
             Self::PayloadTooLarge => 413,
             Self::IdempotencyKeyReused => 422,
             Self::SupplierUnavailable | Self::ProviderUnavailable | Self::ServiceBusy => 503,
@@ -139,6 +149,8 @@ impl ErrorCode {
             Self::OrderNotFound => "订单不存在",
             Self::OrderNotCancellable => "订单状态不允许取消",
             Self::PaymentNotPayable => "支付单不可支付",
+            Self::Forbidden => "无权限",
+            Self::OrderTransitionNotAllowed => "订单状态不允许此操作",
             Self::InsufficientStock => "库存不足",
             Self::PayloadTooLarge => "请求体过大",
             Self::NotFound => "资源不存在",
@@ -214,6 +226,19 @@ pub enum ServiceError {
     /// checked out in another scene; why, in the payment's status as the caller sees it.
     #[error("payment not payable ({0})")]
     PaymentNotPayable(String),
+    /// The caller lacks the operator scope.
+    #[error("the operator scope is required")]
+    Forbidden,
+    /// The order's state machine does not allow the operator's action from where the order is.
+    #[error("order status {from} does not allow moving to {to}")]
+    OrderTransitionNotAllowed {
+        /// Where the order is.
+        from: OrderStatus,
+        /// Where the action would take it.
+        to: OrderStatus,
+        /// Where it may go from there.
+        allowed: Vec<OrderStatus>,
+    },
     /// Not enough stock for one or more products.
     #[error("insufficient stock for {} product(s)", .0.len())]
     InsufficientStock(Vec<Shortage>),
@@ -290,6 +315,8 @@ impl ServiceError {
             Self::OrderNotFound => ErrorCode::OrderNotFound,
             Self::OrderNotCancellable(_) => ErrorCode::OrderNotCancellable,
             Self::PaymentNotPayable(_) => ErrorCode::PaymentNotPayable,
+            Self::Forbidden => ErrorCode::Forbidden,
+            Self::OrderTransitionNotAllowed { .. } => ErrorCode::OrderTransitionNotAllowed,
             Self::InsufficientStock(_) => ErrorCode::InsufficientStock,
             Self::PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,
             Self::IdempotencyKeyReused => ErrorCode::IdempotencyKeyReused,
@@ -312,6 +339,9 @@ impl ServiceError {
             Self::ProductNotFound(id) => Some(json!({ "product_id": id })),
             Self::InvalidOrderStatus(status) | Self::OrderNotCancellable(status) => Some(json!({ "status": status })),
             Self::PaymentNotPayable(status) => Some(json!({ "status": status })),
+            Self::OrderTransitionNotAllowed { from, to, allowed } => {
+                Some(json!({ "from": from, "to": to, "allowed": allowed }))
+            }
             Self::BatchTooLarge { max, given } => Some(json!({ "max_distinct_products": max, "given": given })),
             Self::InsufficientStock(shortages) => Some(json!(shortages)),
             Self::PayloadTooLarge { limit } | Self::UriTooLong { limit } => Some(json!({ "max_bytes": limit })),
@@ -344,6 +374,9 @@ impl ServiceError {
             }
             Self::OrderNotCancellable(status) => {
                 tracing::warn!(request_id, code, %status, "order status does not allow cancelling")
+            }
+            Self::OrderTransitionNotAllowed { from, to, .. } => {
+                tracing::warn!(request_id, code, %from, %to, "order status does not allow the operator's action")
             }
             Self::SupplierUnavailable(source)
             | Self::ProviderUnavailable(source)

@@ -11,6 +11,7 @@ pub mod field;
 pub mod idempotency;
 pub mod ids;
 pub mod money;
+pub mod operator;
 pub mod order;
 pub mod payment;
 pub mod placement;

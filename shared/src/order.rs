@@ -139,6 +139,9 @@ pub struct Order {
     /// hold none (and read as `false`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub holds_reservation: bool,
+    /// The parcel, once an operator shipped the order (docs/api.md §17).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shipment: Option<crate::operator::Shipment>,
     /// Bumped by every write to the order or any of its payments: the one token a conditional write
     /// checks, so two writers of the same order can never both win. Records from before it existed read as 0.
     #[serde(default)]
@@ -179,6 +182,7 @@ impl Order {
             product_name: product.name.clone(),
             stock_source: product.stock_source,
             holds_reservation: product.stock_source == StockSource::Supplier,
+            shipment: None,
             quantity,
             unit_price: product.price,
             total_amount,
@@ -220,6 +224,19 @@ impl Order {
         self.status = to;
         self.updated_at = at;
         Ok(self.history.last().expect("an entry was just pushed"))
+    }
+
+    /// Records in the history an action that leaves the status as it is (an operator's refund request,
+    /// whose success moves the order later): `{from: status, to: status, operator, note, at}`.
+    pub fn record(&mut self, operator: &str, note: &str, at: Timestamp) {
+        self.history.push(HistoryEntry {
+            from: Some(self.status),
+            to: self.status,
+            operator: operator.to_owned(),
+            note: note.to_owned(),
+            at,
+        });
+        self.updated_at = at;
     }
 
     /// The statuses this order may move to next.

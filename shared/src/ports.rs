@@ -289,6 +289,8 @@ pub enum Metric {
     RefundSucceeded,
     /// A refund failed for good (`refund_failed`): an operator must settle it.
     RefundFailed,
+    /// The age of the oldest item on the attention list, in seconds (0 when it is empty).
+    AttentionOldestAgeSeconds,
 }
 
 impl Metric {
@@ -302,6 +304,7 @@ impl Metric {
             Self::RefundStarted => "RefundStarted",
             Self::RefundSucceeded => "RefundSucceeded",
             Self::RefundFailed => "RefundFailed",
+            Self::AttentionOldestAgeSeconds => "AttentionOldestAgeSeconds",
         }
     }
 }
@@ -310,6 +313,8 @@ impl Metric {
 pub trait Metrics: Send + Sync {
     /// Counts one occurrence.
     fn count(&self, metric: Metric);
+    /// Records one measurement of `metric` (a gauge: an age, a size).
+    fn measure(&self, metric: Metric, value: f64);
 }
 
 /// Why the supplier could not answer.

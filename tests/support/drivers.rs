@@ -201,6 +201,50 @@ pub async fn sweep(env: &TestEnv, budget: std::time::Duration) -> domain::usecas
     expire_payments::handle(&env.svc, event, deadline).await.expect("sweep")
 }
 
+/// A merchant's route through the real handler: `route` as template.yaml declares it (its
+/// `{order_id}` and `{payment_id}` filled from `params` for the path), the caller `user` with `scopes`
+/// in its token, `query` and `body` (JSON, or none for `null`). Attention cursors are signed with
+/// `test-cursor-key`.
+pub async fn admin(
+    env: &TestEnv,
+    user: Option<&str>,
+    scopes: &[&str],
+    route: &str,
+    params: &[(&'static str, &str)],
+    query: &str,
+    body: &Value,
+) -> (u16, Value) {
+    let (method, template) = route.split_once(' ').expect("METHOD /path");
+    let mut path = template.to_owned();
+    for (name, value) in params {
+        path = path.replace(&format!("{{{name}}}"), value);
+    }
+    let body = if body.is_null() {
+        String::new()
+    } else {
+        body.to_string()
+    };
+    let state = admin_orders::Admin {
+        services: env.svc.clone(),
+        cursors: domain::usecases::CursorKey::new("test-cursor-key").expect("cursor key"),
+    };
+    let req = GatewayRequest {
+        method,
+        path: &path,
+        route_key: route,
+        query,
+        headers: vec![("content-type".into(), "application/json".into())],
+        path_parameters: params.iter().map(|(k, v)| (*k, (*v).to_owned())).collect(),
+        body: body.as_bytes(),
+        user,
+        scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+        request_id: "test-request",
+    }
+    .into_request()
+    .expect("gateway event");
+    read(admin_orders::handle(&state, req).await)
+}
+
 /// Runs the real refund worker's handler on a scheduled event with `svc` (the env's, or one with a
 /// port swapped for a fault), with a minute before the invocation's deadline.
 pub async fn refund_run(svc: &domain::usecases::Services) -> domain::usecases::RefundReport {

@@ -72,18 +72,28 @@ impl Clock for TestClock {
 
 /// Metrics kept in memory.
 #[derive(Debug, Default)]
-pub struct RecordedMetrics(Mutex<Vec<Metric>>);
+pub struct RecordedMetrics(Mutex<Vec<Metric>>, Mutex<Vec<(Metric, f64)>>);
 
 impl RecordedMetrics {
     /// How often `metric` was counted.
     pub fn count_of(&self, metric: Metric) -> usize {
         self.0.lock().expect("metrics").iter().filter(|m| **m == metric).count()
     }
+
+    /// The last value measured of `metric`.
+    pub fn last_value(&self, metric: Metric) -> Option<f64> {
+        let values = self.1.lock().expect("metrics");
+        values.iter().rev().find(|(m, _)| *m == metric).map(|(_, v)| *v)
+    }
 }
 
 impl Metrics for RecordedMetrics {
     fn count(&self, metric: Metric) {
         self.0.lock().expect("metrics").push(metric);
+    }
+
+    fn measure(&self, metric: Metric, value: f64) {
+        self.1.lock().expect("metrics").push((metric, value));
     }
 }
 

@@ -32,33 +32,53 @@ impl CursorKey {
         (!secret.is_empty()).then(|| CursorKey(secret.as_bytes().to_vec()))
     }
 
-    fn mac(&self, user: &UserId, payload: &str) -> Hmac<Sha256> {
+    fn mac(&self, purpose: &str, user: &UserId, payload: &str) -> Hmac<Sha256> {
         let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0).expect("HMAC takes keys of any length");
-        mac.update(b"list-cursor\0");
+        mac.update(purpose.as_bytes());
+        mac.update(b"\0");
         mac.update(user.as_str().as_bytes());
         mac.update(b"\0");
         mac.update(payload.as_bytes());
         mac
     }
 
-    /// The cursor for `position`, bound to `user`: `<payload>.<tag>`, both base64url.
-    pub fn issue(&self, user: &UserId, position: &ListPosition) -> String {
-        let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(position).expect("a position serializes"));
-        let tag = URL_SAFE_NO_PAD.encode(self.mac(user, &payload).finalize().into_bytes());
+    /// A cursor carrying `token` (a store's opaque position), bound to `user` and to `purpose` (so a
+    /// cursor of one list never opens another): `<payload>.<tag>`, both base64url.
+    pub fn issue_token(&self, user: &UserId, purpose: &str, token: &str) -> String {
+        let payload = URL_SAFE_NO_PAD.encode(token.as_bytes());
+        let tag = URL_SAFE_NO_PAD.encode(self.mac(purpose, user, &payload).finalize().into_bytes());
         format!("{payload}.{tag}")
     }
 
-    /// The position inside a cursor this key issued to `user`; anything else (forged, altered, another
-    /// user's, garbled) is a validation error on `cursor`.
-    pub fn open(&self, user: &UserId, cursor: &str) -> Result<ListPosition, ServiceError> {
+    /// The token inside a cursor this key issued to `user` for `purpose`; anything else (forged,
+    /// altered, another user's or list's, garbled) is a validation error on `cursor`.
+    pub fn open_token(&self, user: &UserId, purpose: &str, cursor: &str) -> Result<String, ServiceError> {
         let refused = || ServiceError::field("cursor", "is not a cursor this service issued to you");
         let (payload, tag) = cursor.split_once('.').ok_or_else(refused)?;
         let tag = URL_SAFE_NO_PAD.decode(tag).map_err(|_| refused())?;
-        self.mac(user, payload).verify_slice(&tag).map_err(|_| refused())?;
-        let json = URL_SAFE_NO_PAD.decode(payload).map_err(|_| refused())?;
-        serde_json::from_slice(&json).map_err(|_| refused())
+        self.mac(purpose, user, payload)
+            .verify_slice(&tag)
+            .map_err(|_| refused())?;
+        let bytes = URL_SAFE_NO_PAD.decode(payload).map_err(|_| refused())?;
+        String::from_utf8(bytes).map_err(|_| refused())
+    }
+
+    /// The list cursor for `position`, bound to `user`.
+    pub fn issue(&self, user: &UserId, position: &ListPosition) -> String {
+        let json = serde_json::to_string(position).expect("a position serializes");
+        self.issue_token(user, LIST_CURSOR, &json)
+    }
+
+    /// The position inside a list cursor this key issued to `user`.
+    pub fn open(&self, user: &UserId, cursor: &str) -> Result<ListPosition, ServiceError> {
+        let json = self.open_token(user, LIST_CURSOR, cursor)?;
+        serde_json::from_str(&json)
+            .map_err(|_| ServiceError::field("cursor", "is not a cursor this service issued to you"))
     }
 }
+
+/// What list cursors are bound to, besides their user.
+const LIST_CURSOR: &str = "list-cursor";
 
 /// One page of the caller's orders.
 #[derive(Debug, Clone)]

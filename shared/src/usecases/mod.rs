@@ -1,7 +1,8 @@
 //! The use cases: what the functions do, written against the ports only.
 
+pub mod admin;
 mod callbacks;
-mod cancel;
+pub(crate) mod cancel;
 mod checkout;
 pub mod closing;
 mod create_orders;

@@ -52,6 +52,9 @@ pub struct RefundReport {
     pub provider_requests: usize,
     /// False when the run stopped because its time ran short; the next one carries on.
     pub complete: bool,
+    /// The age of the oldest item on the attention list, in seconds (0 when it is empty); also
+    /// published as the metric `AttentionOldestAgeSeconds`, which an alarm watches.
+    pub oldest_attention_seconds: u64,
 }
 
 /// Sends every due refund, page by page, while `keep_going` says there is time left.
@@ -84,6 +87,16 @@ pub async fn refund_due(
             }
         }
     }
+    let oldest = ports.work.work(WorkKind::Attention, None, 1).await?;
+    let now = ports.clock.now();
+    report.oldest_attention_seconds = oldest.items.first().map_or(0, |item| {
+        u64::try_from(now.unix_seconds() - item.at.unix_seconds()).unwrap_or(0)
+    });
+    #[allow(clippy::cast_precision_loss)] // ages far below 2^52 seconds
+    ports.metrics.measure(
+        Metric::AttentionOldestAgeSeconds,
+        report.oldest_attention_seconds as f64,
+    );
     tracing::info!(
         found = report.found,
         refunded = report.refunded,
@@ -94,6 +107,7 @@ pub async fn refund_due(
         errors = report.errors,
         provider_requests = report.provider_requests,
         complete = report.complete,
+        oldest_attention_seconds = report.oldest_attention_seconds,
         "refund run finished"
     );
     Ok(report)

@@ -159,6 +159,32 @@ impl Fields {
         }
     }
 
+    /// A text field: absent is `None` (an error if `required`); present, a string that is not blank and
+    /// at most `max` characters, trimmed.
+    fn text(&mut self, obj: &Map<String, Value>, key: &str, required: bool, max: usize) -> Option<String> {
+        match obj.get(key) {
+            None | Some(Value::Null) => {
+                if required {
+                    self.bad(key, "is required");
+                }
+                None
+            }
+            Some(Value::String(text)) if text.trim().is_empty() => {
+                self.bad(key, "must not be blank");
+                None
+            }
+            Some(Value::String(text)) if text.trim().chars().count() > max => {
+                self.bad(key, &format!("must be at most {max} characters"));
+                None
+            }
+            Some(Value::String(text)) => Some(text.trim().to_owned()),
+            Some(_) => {
+                self.bad(key, "must be a string");
+                None
+            }
+        }
+    }
+
     fn finish<T>(self, value: Option<T>) -> Result<T, ServiceError> {
         match value {
             Some(v) if self.0.is_empty() => Ok(v),
@@ -321,6 +347,51 @@ pub fn parse_checkout(body: &Value) -> Result<crate::checkout::CheckoutAsk, Serv
         return_url,
     };
     f.finish(Some(ask))
+}
+
+/// The longest reason a refund or cancel may give (WeChat Pay shows the shopper at most 80 characters).
+pub const MAX_REASON_CHARS: usize = 80;
+/// The longest note an operator may leave.
+pub const MAX_NOTE_CHARS: usize = 200;
+
+/// Parses the body of an operator's action on an order, `kind` being the route's last segment:
+/// `ship` `{"carrier", "tracking_no", "note"?}`, `complete` `{"note"?}`, `refund` `{"reason"}`, `cancel`
+/// `{"reason"}`. Any other kind is no route.
+pub fn parse_action(kind: &str, body: &Value) -> Result<crate::operator::Action, ServiceError> {
+    use crate::operator::Action;
+    let obj = json_object(body)?;
+    let mut f = Fields::default();
+    let action = match kind {
+        "ship" => {
+            let carrier = f.text(obj, "carrier", true, 64);
+            let tracking_no = f.text(obj, "tracking_no", true, 64);
+            let note = f.text(obj, "note", false, MAX_NOTE_CHARS);
+            carrier.zip(tracking_no).map(|(carrier, tracking_no)| Action::Ship {
+                carrier,
+                tracking_no,
+                note,
+            })
+        }
+        "complete" => Some(Action::Complete {
+            note: f.text(obj, "note", false, MAX_NOTE_CHARS),
+        }),
+        "refund" => f
+            .text(obj, "reason", true, MAX_REASON_CHARS)
+            .map(|reason| Action::Refund { reason }),
+        "cancel" => f
+            .text(obj, "reason", true, MAX_REASON_CHARS)
+            .map(|reason| Action::Cancel { reason }),
+        _ => return Err(ServiceError::NotFound),
+    };
+    f.finish(action)
+}
+
+/// Parses the body of an operator's resolution of a payment's attention items: `{"note"}`.
+pub fn parse_resolve(body: &Value) -> Result<String, ServiceError> {
+    let obj = json_object(body)?;
+    let mut f = Fields::default();
+    let note = f.text(obj, "note", true, MAX_NOTE_CHARS);
+    f.finish(note)
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! DynamoDB (moto over HTTP), through the real handlers, and checks statuses, bodies and the store's
 //! state afterwards.
 
+pub mod admin;
 pub mod bad_requests;
 pub mod batch;
 pub mod cache;
@@ -79,6 +80,12 @@ conformance!(
     lifecycle::stock_never_goes_back_to_a_product_that_is_gone,
     providers::wechatpay_notifications_are_verified_decrypted_and_applied_once,
     providers::alipay_notifications_are_verified_and_applied_once,
+    admin::operator_actions_move_only_what_the_state_machine_allows,
+    admin::operator_routes_need_the_scope_and_good_bodies,
+    admin::a_paid_order_cancelled_by_an_operator_returns_stock_once_and_is_refunded_once,
+    admin::an_operators_refund_refunds_the_order_when_the_provider_does,
+    admin::an_operators_refund_racing_a_duplicate_success_starts_one_refund,
+    admin::the_attention_list_pages_oldest_first_and_never_lists_a_settled_item,
     refunds::a_late_success_on_a_cancelled_order_is_refunded_once_at_its_provider,
     refunds::a_second_success_on_a_paid_order_is_refunded_once_at_its_provider,
     refunds::a_worker_that_dies_after_the_provider_refunded_refunds_once,

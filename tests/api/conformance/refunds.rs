@@ -177,6 +177,11 @@ pub async fn a_late_success_on_a_cancelled_order_is_refunded_once_at_its_provide
         assert_eq!(refund_of(&order_of(&env, &order).await, &id).0, "refunded");
     }
     assert_eq!(env.metrics.count_of(Metric::RefundSucceeded), 2);
+    assert_eq!(
+        env.metrics.last_value(Metric::AttentionOldestAgeSeconds),
+        Some(0.0),
+        "nothing for an operator"
+    );
 }
 
 pub async fn a_second_success_on_a_paid_order_is_refunded_once_at_its_provider(env: TestEnv) {
@@ -360,6 +365,13 @@ pub async fn a_final_refusal_or_a_bank_transfer_is_left_for_an_operator(env: Tes
         .collect();
     assert_eq!(listed, failed, "oldest first");
     assert!(work(&env, WorkKind::Refund).await.is_empty());
+    // and the oldest one's age is published for the alarm: more than the hour the clock moved since
+    let report = refund_run(&env.svc).await;
+    assert!(report.oldest_attention_seconds > 3600, "{report:?}");
+    assert_eq!(
+        env.metrics.last_value(Metric::AttentionOldestAgeSeconds),
+        Some(report.oldest_attention_seconds as f64)
+    );
 }
 
 pub async fn a_refund_notification_is_applied_once_in_order_with_the_payments_events(env: TestEnv) {
