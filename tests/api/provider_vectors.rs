@@ -141,6 +141,76 @@ fn wechatpay_trade_states_map_as_documented() {
 }
 
 #[test]
+fn wechatpay_refund_notifications_map_as_documented_and_only_ours_are_believed() {
+    let sim = WechatPaySimulator::generate("PUB_KEY_ID_0114232134912410000000000001");
+    let now = Timestamp::now();
+    let payment = domain::PaymentId::parse("pay_0195f2a0c3d47e8f9a0b1c2d3e4f").unwrap();
+    let ours = domain::refund::out_refund_no(&payment);
+    let header_of = |posted: &testkit::providers::Posted| {
+        let headers = posted.headers.clone();
+        move |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    };
+    for (status, expected) in [
+        ("SUCCESS", ReportedStatus::Refunded),
+        ("ABNORMAL", ReportedStatus::RefundAbnormal),
+        ("CLOSED", ReportedStatus::RefundClosed),
+    ] {
+        let resource = sim.refund_resource(
+            payment.as_str(),
+            &ours,
+            "50000000382019052709732678859",
+            status,
+            329_900,
+            329_900,
+        );
+        let posted = sim.refund_notification("EV-refund-1", &resource);
+        match sim.config().verify(&header_of(&posted), posted.body.as_bytes(), now) {
+            Ok(Verdict::Event(event)) => {
+                assert_eq!(event.status, expected, "{status}");
+                assert_eq!(event.payment_id, payment);
+                assert_eq!(event.provider_txn_id, "50000000382019052709732678859", "the refund id");
+                assert_eq!(
+                    event.amount,
+                    Money::parse("3299.00").unwrap(),
+                    "amount.refund, fen to yuan"
+                );
+                assert_eq!(event.event_id.as_str(), "EV-refund-1");
+            }
+            other => panic!("{status}: {other:?}"),
+        }
+    }
+    // Another refund number than the one this service derives: acknowledged, never applied
+    let resource = sim.refund_resource(payment.as_str(), "R-someone-else", "5000", "SUCCESS", 100, 329_900);
+    let posted = sim.refund_notification("EV-refund-2", &resource);
+    assert!(matches!(
+        sim.config().verify(&header_of(&posted), posted.body.as_bytes(), now),
+        Ok(Verdict::Acknowledge(_))
+    ));
+    // Another merchant's refund, or an event type its status contradicts: refused
+    let mut other = sim.refund_resource(payment.as_str(), &ours, "5000", "SUCCESS", 100, 100);
+    other["mchid"] = serde_json::json!(format!("{}0", sim.mchid));
+    let posted = sim.refund_notification("EV-refund-3", &other);
+    assert!(matches!(
+        sim.config().verify(&header_of(&posted), posted.body.as_bytes(), now),
+        Err(Rejection::Refused(_))
+    ));
+    let resource = sim.refund_resource(payment.as_str(), &ours, "5000", "SUCCESS", 100, 100);
+    let body = WechatPaySimulator::sealed(
+        "EV-refund-4",
+        &sim.apiv3_key,
+        "REFUND.CLOSED",
+        "退款关闭",
+        "refund",
+        &resource,
+    );
+    let posted = sim.post(body, now.unix_seconds());
+    assert!(matches!(
+        sim.config().verify(&header_of(&posted), posted.body.as_bytes(), now),
+        Err(Rejection::Refused(_))
+    ));
+}
+
+#[test]
 fn wechatpay_refuses_a_timestamp_from_the_future_and_another_appid() {
     let sim = WechatPaySimulator::generate("PUB_KEY_ID_0114232134912410000000000001");
     let now = Timestamp::now();

@@ -49,3 +49,34 @@ async fn creates_cost_one_request_warm_and_two_cold() {
     let ((status, _), expired) = counter.during(create_order(&env, Some("fay"), &one)).await;
     assert_eq!((status, expired), (201, 2));
 }
+
+/// What one refund run costs, counted on moto with the fake WeChat Pay: one query of the work index's
+/// refund partition per page, then per refund one read of its order and one conditional write (and one
+/// provider request), then one query of the attention partition for the oldest item's age.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refund_run_costs_two_store_requests_and_one_provider_request_per_refund() {
+    let Some((env, counter)) = dynamodb_counted().await else {
+        return;
+    };
+    let (env, fakes) = crate::conformance::closing::with_providers(env).await;
+    for _ in 0..3 {
+        let (_, _, lost) = crate::conformance::refunds::paid_after_cancel(&env, &fakes, "wechat", "native").await;
+        assert!(e2e::deliver(&env, &[("late", &lost)]).await.is_empty());
+    }
+    let wechat_requests = fakes.wechat.controls().requests();
+    let (report, store) = counter.during(e2e::refund_run(&env.svc)).await;
+    let provider = fakes.wechat.controls().requests() - wechat_requests;
+    eprintln!(
+        "refund run of {} refunds: {store} DynamoDB requests, {provider} WeChat Pay requests; {report:?}",
+        report.refunded
+    );
+    assert_eq!((report.found, report.refunded), (3, 3), "{report:?}");
+    assert_eq!(
+        store,
+        1 + 3 * 2 + 1,
+        "index page, per refund a read and a write, attention age"
+    );
+    assert_eq!((provider, report.provider_requests), (3, 3));
+    let (idle, store) = counter.during(e2e::refund_run(&env.svc)).await;
+    assert_eq!((idle.found, store), (0, 2), "an idle run: the two index queries");
+}

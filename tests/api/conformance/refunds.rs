@@ -27,7 +27,12 @@ const PROVIDERS: [(&str, &str); 2] = [("wechat", "native"), ("alipay", "qr")];
 /// A checked-out payment paid at its fake provider, its notification lost, and the order then
 /// cancelled by the sweeper while the provider could not be asked (past the grace period, with the
 /// payment `close_pending`). The payment id and the lost notification.
-async fn paid_after_cancel(env: &TestEnv, fakes: &Fakes, method: &str, scene: &str) -> (String, String, PaymentEvent) {
+pub(crate) async fn paid_after_cancel(
+    env: &TestEnv,
+    fakes: &Fakes,
+    method: &str,
+    scene: &str,
+) -> (String, String, PaymentEvent) {
     let (order, payment) = checked_out(env, method, scene).await;
     let lost = fakes.pay(method, &payment).expect("paid at the provider");
     fakes.set_failing(true);
