@@ -34,6 +34,8 @@ pub struct App {
     pub receiver: Receiver,
     /// The fake providers' cashiers.
     pub cashiers: Cashiers,
+    /// The catalogue the demo page shows.
+    pub demo: crate::demo::DemoCatalog,
 }
 
 /// The fake providers the server runs for those not configured: a shopper "pays" a trade there, as
@@ -73,6 +75,29 @@ async fn pay_at_fake(app: &App, provider: &str, payment_id: &str) -> Response {
         ),
     };
     (status, axum::Json(body)).into_response()
+}
+
+/// `GET /dev/wechatpay/cashier/{payment_id}`: where scanning the QR code leads on a laptop, the fake
+/// WeChat Pay's cashier for the payment's trade (its 确认支付 sends the real signed notification here),
+/// which links back to this server's page.
+fn wechatpay_cashier(app: &App, req: &AxumRequest) -> Response {
+    use axum::response::IntoResponse;
+    let Some(fake) = &app.cashiers.wechatpay else {
+        return edge_error(ServiceError::NotFound);
+    };
+    let host = req
+        .headers()
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("127.0.0.1");
+    let back = format!("http://{host}/");
+    let target = format!(
+        "{}/cashier/{}?back={}",
+        fake.base_url,
+        form_urlencoded::byte_serialize(segment(req, 4).as_bytes()).collect::<String>(),
+        form_urlencoded::byte_serialize(back.as_bytes()).collect::<String>()
+    );
+    axum::response::Redirect::to(&target).into_response()
 }
 
 /// One route as template.yaml declares it.
@@ -290,6 +315,22 @@ pub fn router(app: Arc<App>, read_timeout: std::time::Duration) -> Router {
         .route(
             "/api/orders/",
             get(|s: State<Arc<App>>, req: AxumRequest| async move { dispatch(&s.listing, req, LIST, vec![]).await }),
+        )
+        .route(
+            "/",
+            get(|| async { axum::response::Html(include_str!("page/index.html")) }),
+        )
+        .route(
+            "/demo/catalog",
+            get(|s: State<Arc<App>>| async move { s.demo.answer(&s.services).await }),
+        )
+        .route(
+            "/demo/qr.svg",
+            get(|req: AxumRequest| async move { crate::demo::qr_svg(req.uri().query()) }),
+        )
+        .route(
+            "/dev/wechatpay/cashier/{payment_id}",
+            get(|s: State<Arc<App>>, req: AxumRequest| async move { wechatpay_cashier(&s, &req) }),
         )
         .route(
             "/dev/{provider}/pay/{payment_id}",

@@ -2,6 +2,7 @@
 //! through a request built the way API Gateway builds it. Embedded SQLite by default; DynamoDB with
 //! `--dynamodb-endpoint` (or `--dynamodb-table` for a real table).
 
+mod demo;
 mod dev_providers;
 mod edge;
 mod gateway;
@@ -404,6 +405,12 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         Err(_) => dev_providers::kept_secret(&paths.cursor_secret)?,
     };
     let cursors = domain::usecases::CursorKey::new(&cursor_secret).ok_or("LIST_CURSOR_SECRET is blank")?;
+    // What the demo page shows: the catalogue file this server loads (none with --no-demo).
+    let demo = match (&args.catalog, args.no_demo) {
+        (Some(path), _) => demo::DemoCatalog::parse(&std::fs::read_to_string(path)?)?,
+        (None, true) => demo::DemoCatalog::default(),
+        (None, false) => demo::DemoCatalog::parse(DEMO)?,
+    };
     let app = Arc::new(gateway::App {
         listing: list_orders::Listing {
             services: services.as_ref().clone(),
@@ -413,6 +420,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             services: services.as_ref().clone(),
             cursors,
         },
+        demo,
         services,
         receiver: payment_callback::Receiver {
             verifier: domain::SignatureVerifier::from_list(&secrets)?,

@@ -862,3 +862,111 @@ async fn an_operator_refunds_a_paid_order_and_the_ticker_sends_the_refund() {
         .any(|l| l.contains("refund run finished"));
     assert!(ran, "the ticker ran the refund worker");
 }
+
+/// The `action` of the cashier page's 确认支付 form, resolved against the page's own URL.
+fn pay_action(page_url: &str, html: &str) -> String {
+    let start = html.find("action=\"").expect("a form") + "action=\"".len();
+    let action = html[start..][..html[start..].find('"').unwrap()].replace("&amp;", "&");
+    let origin_end = page_url[8..].find('/').map_or(page_url.len(), |i| i + 8);
+    format!("{}{action}", &page_url[..origin_end])
+}
+
+#[tokio::test]
+async fn the_demo_page_its_catalogue_qr_codes_and_the_fake_cashiers_pay_orders() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("shop.sqlite3");
+    let keys = dir.path().join("dev-providers.json");
+    let server = start(&["--db", db.to_str().unwrap(), "--provider-keys", keys.to_str().unwrap()]);
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+
+    // The page, in Chinese, from the server's root
+    let page = http.get(format!("{}/", server.base)).send().await.unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    assert!(page.text().await.unwrap().contains("提交订单"));
+
+    // The catalogue it shows, read live: the stock an order takes
+    let stock_of = |catalog: &Value, id: &str| {
+        catalog["products"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["id"] == id)
+            .map(|p| p["stock"].clone())
+            .unwrap()
+    };
+    let (status, catalog) = server.get("/demo/catalog", None).await;
+    assert_eq!(status, 200, "{catalog}");
+    assert_eq!(stock_of(&catalog, "fridge-bcd-470"), 20);
+    assert_eq!(
+        stock_of(&catalog, "haier-water-heater-ec6002"),
+        20,
+        "the supplier's figure"
+    );
+    assert!(catalog["addresses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["user_id"] == "alice"));
+
+    for method in ["wechat", "alipay"] {
+        let order = json!({"product_id": "fridge-bcd-470", "address_id": "addr-alice-home", "quantity": 1, "payment_method": method});
+        let (status, created) = server.post(CREATE, Some("alice"), &order).await;
+        assert_eq!(status, 201, "{created}");
+        let order_id = created["order"]["id"].as_str().unwrap().to_owned();
+        let payment = created["payment"]["id"].as_str().unwrap().to_owned();
+        let checkout = format!("/api/orders/{order_id}/payments/{payment}/checkout/");
+        let (status, answer) = server.post(&checkout, Some("alice"), &json!({})).await;
+        assert_eq!(status, 200, "{answer}");
+
+        // What the shopper scans or follows leads to the fake provider's cashier
+        let cashier_url = if method == "wechat" {
+            let code_url = answer["checkout"]["code_url"].as_str().unwrap();
+            let text: String = form_urlencoded::byte_serialize(code_url.as_bytes()).collect();
+            let qr = http
+                .get(format!("{}/demo/qr.svg?text={text}", server.base))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(qr.headers()["content-type"], "image/svg+xml");
+            assert!(qr.text().await.unwrap().starts_with("<?xml"), "an SVG image");
+            let scanned = http
+                .get(format!("{}/dev/wechatpay/cashier/{payment}", server.base))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(scanned.status().as_u16(), 303);
+            scanned.headers()["location"].to_str().unwrap().to_owned()
+        } else {
+            answer["checkout"]["url"].as_str().unwrap().to_owned()
+        };
+        let cashier = http.get(&cashier_url).send().await.unwrap();
+        assert_eq!(cashier.status().as_u16(), 200, "{method}");
+        let html = cashier.text().await.unwrap();
+        assert!(
+            html.contains("确认支付") && html.contains("取消") && html.contains("3299.00"),
+            "{html}"
+        );
+
+        // 确认支付: the fake pays the trade and posts its signed notification; the order is paid
+        let paid = http.post(pay_action(&cashier_url, &html)).send().await.unwrap();
+        assert_eq!(paid.status().as_u16(), 200, "{method}");
+        assert!(paid.text().await.unwrap().contains("支付成功"));
+        let mut got = Value::Null;
+        for _ in 0..100 {
+            got = server.get(&format!("/api/orders/{order_id}/"), Some("alice")).await.1;
+            if got["order"]["status"] == "paid" {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(got["order"]["status"], "paid", "{method}: {got}");
+        // and the cashier will not take the same trade twice
+        let again = http.post(pay_action(&cashier_url, &html)).send().await.unwrap();
+        assert_eq!(again.status().as_u16(), 409, "{method}");
+    }
+    let (_, catalog) = server.get("/demo/catalog", None).await;
+    assert_eq!(stock_of(&catalog, "fridge-bcd-470"), 18, "two fridges sold");
+}

@@ -197,3 +197,70 @@ impl<T: Clone> Trades<T> {
         self.lock().values().cloned().collect()
     }
 }
+
+/// Where the cashier's pages send the shopper back to (`?back=` of the query), `/` when not given.
+pub(crate) fn back_of(query: Option<String>) -> String {
+    form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .find(|(k, _)| k == "back")
+        .map_or_else(|| "/".to_owned(), |(_, v)| v.into_owned())
+}
+
+/// Text made safe inside HTML.
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// The fake providers' cashier page: what a shopper sees after scanning the QR code or opening the
+/// link, with 确认支付 (a form posting to `/cashier/{out_trade_no}/pay`, which pays the trade) and 取消
+/// (back to `back`). Development only.
+pub(crate) fn cashier_page(provider: &str, out_trade_no: &str, amount: &str, back: &str) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let pay_action = format!(
+        "/cashier/{}/pay?back={}",
+        form_urlencoded::byte_serialize(out_trade_no.as_bytes()).collect::<String>(),
+        form_urlencoded::byte_serialize(back.as_bytes()).collect::<String>()
+    );
+    axum::response::Html(format!(
+        r#"<!doctype html>
+<html lang="zh-CN"><head><meta charset="utf-8"><title>{provider} 收银台（模拟）</title>
+<style>body{{font-family:sans-serif;max-width:28em;margin:3em auto;text-align:center}}
+button,a.button{{font-size:1.1em;padding:.6em 1.6em;margin:.5em;border-radius:.4em;border:1px solid #888;cursor:pointer}}
+#pay{{background:#1aad19;color:#fff;border-color:#1aad19}}</style></head>
+<body><h1>{provider} 收银台</h1><p class="note">本地开发用的模拟收银台，不会扣款。</p>
+<p>商户订单号 <code id="trade">{trade}</code></p><p>应付金额 <strong id="amount">¥{amount}</strong></p>
+<form method="post" action="{action}"><button id="pay" type="submit">确认支付</button></form>
+<a class="button" id="cancel" href="{back}">取消</a></body></html>"#,
+        provider = escape(provider),
+        trade = escape(out_trade_no),
+        amount = escape(amount),
+        action = escape(&pay_action),
+        back = escape(back),
+    ))
+    .into_response()
+}
+
+/// The page after 确认支付: paid (its notification sent), or why not (`409`).
+pub(crate) fn paid_page(provider: &str, outcome: Result<String, String>, back: &str) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let (status, title, detail) = match outcome {
+        Ok(answer) => (
+            axum::http::StatusCode::OK,
+            "支付成功",
+            format!("已通知商户（商户应答：{answer}）"),
+        ),
+        Err(why) => (axum::http::StatusCode::CONFLICT, "无法支付", why),
+    };
+    let body = format!(
+        r#"<!doctype html><html lang="zh-CN"><head><meta charset="utf-8"><title>{title}</title></head>
+<body style="font-family:sans-serif;max-width:28em;margin:3em auto;text-align:center">
+<h1 id="result">{title}</h1><p>{provider}：{detail}</p><a href="{back}">返回商户</a></body></html>"#,
+        title = title,
+        provider = escape(provider),
+        detail = escape(&detail),
+        back = escape(back),
+    );
+    (status, axum::response::Html(body)).into_response()
+}

@@ -12,7 +12,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
@@ -64,35 +64,56 @@ pub struct FakeAlipay {
     pub gateway: String,
 }
 
-async fn handle(State(state): State<Arc<FakeState>>, body: Bytes) -> Response {
-    let failing = state.controls.admit().await;
-    let params: Vec<(String, String)> = form_urlencoded::parse(&body)
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
-    let param = |name: &str| {
-        params
+/// A request's parameters (form or query), and whether they are signed by the app as Alipay checks:
+/// its `app_id`, `sign_type` RSA2, and the RSA2 signature over the rest.
+struct Signed {
+    params: Vec<(String, String)>,
+    verified: bool,
+}
+
+impl Signed {
+    fn parse(state: &FakeState, encoded: &[u8]) -> Signed {
+        let params: Vec<(String, String)> = form_urlencoded::parse(encoded)
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        let mut signed = Signed {
+            params,
+            verified: false,
+        };
+        let text = infra::providers::alipay::request_signing_string(&signed.params);
+        signed.verified = signed.param("app_id") == state.app_id
+            && signed.param("sign_type") == "RSA2"
+            && infra::providers::rsa_sha256_verifies(&state.app_key, text.as_bytes(), &signed.param("sign"));
+        signed
+    }
+
+    /// A parameter's value, empty when absent.
+    fn param(&self, name: &str) -> String {
+        self.params
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.clone())
             .unwrap_or_default()
-    };
+    }
+}
+
+async fn handle(State(state): State<Arc<FakeState>>, body: Bytes) -> Response {
+    let failing = state.controls.admit().await;
+    let request = Signed::parse(&state, &body);
+    let (params, param) = (&request.params, |name: &str| request.param(name));
     let method = param("method");
-    let signed = infra::providers::alipay::request_signing_string(&params);
     let (key, response) = if failing {
         (
             method.replace('.', "_") + "_response",
             json!({"code": "20000", "msg": "Service Currently Unavailable", "sub_code": "isp.unknow-error"}),
         )
-    } else if param("app_id") != state.app_id
-        || param("sign_type") != "RSA2"
-        || !infra::providers::rsa_sha256_verifies(&state.app_key, signed.as_bytes(), &param("sign"))
-    {
+    } else if !request.verified {
         (
             "error_response".to_owned(),
             json!({"code": "40002", "msg": "Invalid Arguments", "sub_code": "isv.invalid-signature", "sub_msg": "验签出错"}),
         )
     } else {
-        (method.replace('.', "_") + "_response", answer(&state, &method, &params))
+        (method.replace('.', "_") + "_response", answer(&state, &method, params))
     };
     let text = response.to_string();
     let sign = state.alipay.key.sign(text.as_bytes());
@@ -103,6 +124,92 @@ async fn handle(State(state): State<Arc<FakeState>>, body: Bytes) -> Response {
     };
     let body = format!(r#"{{"{key}":{text},"sign":"{sign}"}}"#);
     ([("content-type", "application/json;charset=utf-8")], body).into_response()
+}
+
+impl FakeState {
+    fn pay(&self, out_trade_no: &str) -> Option<String> {
+        let mut trades = self.trades.lock();
+        let trade = trades.get_mut(out_trade_no)?;
+        trade.expire();
+        if trade.state != "WAIT_BUYER_PAY" {
+            return None;
+        }
+        trade.state = "TRADE_SUCCESS".into();
+        let total = trade.biz["total_amount"].as_str()?.to_owned();
+        let notify_id = uuid::Uuid::new_v4().simple().to_string();
+        let mut params = self.alipay.params(&notify_id, out_trade_no, "TRADE_SUCCESS", &total);
+        for (name, value) in params.iter_mut() {
+            if name == "trade_no" {
+                value.clone_from(&trade.trade_no);
+            }
+        }
+        Some(AlipaySimulator::form(&self.alipay.sign(params)))
+    }
+
+    async fn pay_and_notify(&self, out_trade_no: &str) -> Result<String, String> {
+        let body = self.pay(out_trade_no).ok_or("no open trade")?;
+        let url = self
+            .trades
+            .get(out_trade_no)
+            .and_then(|t| t.params.iter().find(|(k, _)| k == "notify_url").map(|(_, v)| v.clone()))
+            .ok_or("the trade has no notify_url")?;
+        let response = reqwest::Client::new()
+            .post(url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        response.text().await.map_err(|e| e.to_string())
+    }
+}
+
+/// `GET /gateway.do?…` with a signed `alipay.trade.page.pay` link: the trade opened (as Alipay opens it
+/// when the shopper follows the link) and its cashier shown; a link whose signature does not verify is
+/// refused.
+async fn page_pay(State(state): State<Arc<FakeState>>, RawQuery(query): RawQuery) -> Response {
+    let request = Signed::parse(&state, query.unwrap_or_default().as_bytes());
+    let (params, param) = (&request.params, |name: &str| request.param(name));
+    let back = Some(param("return_url"))
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "/".into());
+    let refuse = |why: &str| crate::controls::paid_page("支付宝", Err(why.to_owned()), &back);
+    if param("method") != "alipay.trade.page.pay" || !request.verified {
+        return refuse("验签出错");
+    }
+    let biz: Value = serde_json::from_str(&param("biz_content")).unwrap_or(Value::Null);
+    let (Some(out_trade_no), Some(total)) = (
+        biz["out_trade_no"].as_str().map(str::to_owned),
+        biz["total_amount"].as_str().map(str::to_owned),
+    ) else {
+        return refuse("参数无效");
+    };
+    let open = {
+        let mut trades = state.trades.lock();
+        let trade = trades.entry(out_trade_no.clone()).or_insert_with(|| Trade {
+            biz: biz.clone(),
+            params: params.clone(),
+            state: "WAIT_BUYER_PAY".into(),
+            trade_no: format!("2026{}", &uuid::Uuid::new_v4().as_u128().to_string()[..24]),
+        });
+        trade.expire();
+        trade.state == "WAIT_BUYER_PAY"
+    };
+    if !open {
+        return refuse("交易不存在或已关闭");
+    }
+    crate::controls::cashier_page("支付宝", &out_trade_no, &total, &back)
+}
+
+/// `POST /cashier/{out_trade_no}/pay?back=…`: 确认支付 pays the trade and posts its signed notification.
+async fn cashier_pay(
+    State(state): State<Arc<FakeState>>,
+    axum::extract::Path(out_trade_no): axum::extract::Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let back = crate::controls::back_of(query);
+    let outcome = state.pay_and_notify(&out_trade_no).await;
+    crate::controls::paid_page("支付宝", outcome, &back)
 }
 
 fn business_failed(sub_code: &str, sub_msg: &str) -> Value {
@@ -255,7 +362,8 @@ impl FakeAlipay {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
         let gateway = format!("http://{}/gateway.do", listener.local_addr()?);
         let app = Router::new()
-            .route("/gateway.do", post(handle))
+            .route("/gateway.do", post(handle).get(page_pay))
+            .route("/cashier/{out_trade_no}/pay", post(cashier_pay))
             .with_state(state.clone());
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -277,43 +385,13 @@ impl FakeAlipay {
     /// (form-urlencoded, signed, its amount the trade's) is returned. `None` for a trade it does not keep
     /// or no longer open.
     pub fn pay(&self, out_trade_no: &str) -> Option<String> {
-        let mut trades = self.state.trades.lock();
-        let trade = trades.get_mut(out_trade_no)?;
-        trade.expire();
-        if trade.state != "WAIT_BUYER_PAY" {
-            return None;
-        }
-        trade.state = "TRADE_SUCCESS".into();
-        let total = trade.biz["total_amount"].as_str()?.to_owned();
-        let notify_id = uuid::Uuid::new_v4().simple().to_string();
-        let mut params = self
-            .state
-            .alipay
-            .params(&notify_id, out_trade_no, "TRADE_SUCCESS", &total);
-        for (name, value) in params.iter_mut() {
-            if name == "trade_no" {
-                value.clone_from(&trade.trade_no);
-            }
-        }
-        Some(AlipaySimulator::form(&self.state.alipay.sign(params)))
+        self.state.pay(out_trade_no)
     }
 
     /// [`pay`](Self::pay), then posts the notification to the trade's `notify_url` as Alipay does; the
     /// receiver's plain-text answer (`success` when taken).
     pub async fn pay_and_notify(&self, out_trade_no: &str) -> Result<String, String> {
-        let body = self.pay(out_trade_no).ok_or("no open trade")?;
-        let url = self
-            .trade(out_trade_no)
-            .and_then(|t| t.params.iter().find(|(k, _)| k == "notify_url").map(|(_, v)| v.clone()))
-            .ok_or("the trade has no notify_url")?;
-        let response = reqwest::Client::new()
-            .post(url)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        response.text().await.map_err(|e| e.to_string())
+        self.state.pay_and_notify(out_trade_no).await
     }
 
     /// Every refund it keeps (one per `out_request_no`), in no order.

@@ -316,6 +316,34 @@ async fn query_refund(
 }
 
 impl FakeState {
+    fn pay(&self, out_trade_no: &str) -> Option<Posted> {
+        let mut trades = self.trades.lock();
+        let trade = trades.get_mut(out_trade_no)?;
+        trade.expire(Timestamp::now());
+        if trade.state != "NOTPAY" {
+            return None;
+        }
+        trade.state = "SUCCESS".into();
+        trade.transaction_id = Some(format!("4200002{}", &uuid::Uuid::new_v4().simple().to_string()[..21]));
+        let transaction = self.transaction(out_trade_no, trade);
+        let body = WechatPaySimulator::body(
+            &uuid::Uuid::new_v4().to_string(),
+            &self.platform.apiv3_key,
+            &transaction,
+        );
+        Some(self.platform.post(body, Timestamp::now().unix_seconds()))
+    }
+
+    async fn pay_and_notify(&self, out_trade_no: &str) -> Result<u16, String> {
+        let posted = self.pay(out_trade_no).ok_or("no open trade")?;
+        let url = self
+            .trades
+            .get(out_trade_no)
+            .and_then(|t| t.request["notify_url"].as_str().map(str::to_owned))
+            .ok_or("the trade has no notify_url")?;
+        post_notification(url, posted).await
+    }
+
     /// A refund as WeChat Pay answers it.
     fn refund_answer(&self, refund: &Refund, total_fen: u64) -> Value {
         let mut answer = json!({
@@ -415,6 +443,40 @@ fn open_trade(state: &FakeState, kind: &str, body: &[u8]) -> (StatusCode, Value)
     }
 }
 
+/// `GET /cashier/{out_trade_no}?back=…`: the cashier a scanned `code_url` leads to, for an open trade.
+async fn cashier(
+    State(state): State<Arc<FakeState>>,
+    Path(out_trade_no): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let back = crate::controls::back_of(query);
+    let open = state.trades.update(&out_trade_no, |t| {
+        t.expire(Timestamp::now());
+        (t.state == "NOTPAY").then(|| t.request["amount"]["total"].as_u64().unwrap_or(0))
+    });
+    match open.flatten() {
+        Some(fen) => {
+            let amount = format!("{}.{:02}", fen / 100, fen % 100);
+            crate::controls::cashier_page("微信支付", &out_trade_no, &amount, &back)
+        }
+        None => crate::controls::paid_page("微信支付", Err("交易不存在或已关闭".into()), &back),
+    }
+}
+
+/// `POST /cashier/{out_trade_no}/pay?back=…`: 确认支付 pays the trade and posts its signed notification.
+async fn cashier_pay(
+    State(state): State<Arc<FakeState>>,
+    Path(out_trade_no): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let back = crate::controls::back_of(query);
+    let outcome = state
+        .pay_and_notify(&out_trade_no)
+        .await
+        .map(|status| status.to_string());
+    crate::controls::paid_page("微信支付", outcome, &back)
+}
+
 /// Posts a signed notification to `url`; the receiver's HTTP status.
 async fn post_notification(url: String, posted: Posted) -> Result<u16, String> {
     let mut request = reqwest::Client::new()
@@ -485,6 +547,8 @@ impl FakeWechatPay {
             .route("/v3/pay/transactions/out-trade-no/{out_trade_no}/close", post(close))
             .route("/v3/refund/domestic/refunds", post(refund))
             .route("/v3/refund/domestic/refunds/{out_refund_no}", get(query_refund))
+            .route("/cashier/{out_trade_no}", get(cashier))
+            .route("/cashier/{out_trade_no}/pay", post(cashier_pay))
             .with_state(state.clone());
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -505,32 +569,13 @@ impl FakeWechatPay {
     /// The shopper pays the trade: it turns `SUCCESS`, and the notification WeChat Pay posts for it (its
     /// amount the trade's, its id fresh) is returned. `None` for a trade it does not keep or no longer open.
     pub fn pay(&self, out_trade_no: &str) -> Option<Posted> {
-        let mut trades = self.state.trades.lock();
-        let trade = trades.get_mut(out_trade_no)?;
-        trade.expire(Timestamp::now());
-        if trade.state != "NOTPAY" {
-            return None;
-        }
-        trade.state = "SUCCESS".into();
-        trade.transaction_id = Some(format!("4200002{}", &uuid::Uuid::new_v4().simple().to_string()[..21]));
-        let transaction = self.state.transaction(out_trade_no, trade);
-        let body = WechatPaySimulator::body(
-            &uuid::Uuid::new_v4().to_string(),
-            &self.state.platform.apiv3_key,
-            &transaction,
-        );
-        Some(self.state.platform.post(body, Timestamp::now().unix_seconds()))
+        self.state.pay(out_trade_no)
     }
 
     /// [`pay`](Self::pay), then posts the notification to the trade's `notify_url` as WeChat Pay does;
     /// the receiver's HTTP status.
     pub async fn pay_and_notify(&self, out_trade_no: &str) -> Result<u16, String> {
-        let posted = self.pay(out_trade_no).ok_or("no open trade")?;
-        let url = self
-            .trade(out_trade_no)
-            .and_then(|t| t.request["notify_url"].as_str().map(str::to_owned))
-            .ok_or("the trade has no notify_url")?;
-        post_notification(url, posted).await
+        self.state.pay_and_notify(out_trade_no).await
     }
 
     /// Every refund it keeps (one per refund number), in no order.
