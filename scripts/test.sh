@@ -3,7 +3,9 @@
 #  1. installs the pinned test tools (moto[server], cfn-lint) into ./.venv from PyPI,
 #  2. lints template.yaml with cfn-lint (any error fails),
 #  3. checks formatting and clippy (warnings are errors),
-#  4. runs every Rust test in the workspace. The DynamoDB tests start moto's server themselves
+#  4. installs what the browser test needs (scripts/browser.sh: Debian's chromium and CJK fonts, and the
+#     pinned playwright-core from npm),
+#  5. runs every Rust test in the workspace. The DynamoDB tests start moto's server themselves
 #     (scripts/moto_server.py, on a free loopback port) and fail if it cannot start (REQUIRE_EMULATORS=1);
 #     moto's logs are kept in target/emulator-logs and their tails printed when a test fails.
 set -euo pipefail
@@ -19,6 +21,9 @@ cargo fmt --all -- --check
 
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "== browser test tools"
+scripts/browser.sh
 
 echo "== cargo test"
 # This script installs every emulator and tool the tests use, so none may be missing: a test that

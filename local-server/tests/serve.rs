@@ -1,9 +1,10 @@
 //! The local server binary, run as a developer runs it, exercised over real HTTP on loopback.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
 use serde_json::{json, Value};
+
+mod common;
 
 /// A running local-server process, killed when dropped.
 struct Server {
@@ -22,7 +23,7 @@ impl Drop for Server {
 
 /// Starts the binary on a free port and waits for its ready line.
 fn start(args: &[&str]) -> Server {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_local-server"));
+    let mut command = common::command();
     if !args.contains(&"--secret-file") {
         // Never leave a development secret file behind in the source tree.
         command.env("PAYMENT_CALLBACK_SECRETS", "serve-test-secret");
@@ -43,26 +44,8 @@ fn start(args: &[&str]) -> Server {
         };
         command.env("LOCAL_DATA_DIR", dir);
     }
-    let mut child = command
-        .args(["--port", "0"])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start local-server");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let base = loop {
-        let line = lines
-            .next()
-            .expect("local-server exited before it was ready")
-            .expect("read stdout");
-        if let Ok(log) = serde_json::from_str::<Value>(&line) {
-            if log["fields"]["message"] == "ready to serve" {
-                break format!("http://{}", log["fields"]["addr"].as_str().expect("addr"));
-            }
-        }
-    };
+    command.args(args);
+    let (child, base, lines) = common::launch(command);
     // Keep draining stdout so the server never blocks on a full pipe.
     let output = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let sink = output.clone();
@@ -285,7 +268,7 @@ fn uuid_like() -> String {
 
 /// The signed callback the `sign-callback` helper prints as a curl command: (signature header, body).
 fn signed_callback(secret_file: &str, payment_id: &str, amount: &str) -> (String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_local-server"))
+    let out = common::command()
         .args(["--secret-file", secret_file, "sign-callback"])
         .args(["--payment-id", payment_id, "--amount", amount])
         .output()
@@ -478,7 +461,7 @@ fn parse_curl(curl: &str) -> (String, Vec<(String, String)>, String) {
 
 /// Runs a signing helper with the given provider keys file; the curl command it printed.
 fn helper(keys: &str, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_local-server"))
+    let out = common::command()
         .args(["--provider-keys", keys])
         .args(args)
         .output()
@@ -675,7 +658,7 @@ async fn the_http_edge_answers_in_the_catalogue_shape_and_changes_nothing() {
 
 /// Runs a helper of the binary: exit success, stdout, stderr.
 fn run_helper(args: &[&str], data_dir: &std::path::Path) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_local-server"))
+    let out = common::command()
         .args(args)
         .env("LOCAL_DATA_DIR", data_dir)
         .env_remove("PAYMENT_CALLBACK_SECRETS")
@@ -745,7 +728,7 @@ fn a_busy_port_is_named_and_table_name_in_the_shell_changes_nothing() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port().to_string();
     let data = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_local-server"))
+    let out = common::command()
         .args(["--port", &port, "--no-demo"])
         .env("LOCAL_DATA_DIR", data.path())
         .env("TABLE_NAME", "orders-in-aws")

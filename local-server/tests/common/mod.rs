@@ -1,0 +1,57 @@
+//! What the local server's test binaries share: the server binary started on a free port, ready once it
+//! says it is serving.
+
+use std::io::{BufRead, BufReader, Lines};
+use std::process::{Child, ChildStdout, Command, Stdio};
+
+/// A running local server; killed on drop.
+pub struct Spawned(Child);
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The server binary, to be given its arguments and environment.
+pub fn command() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_local-server"))
+}
+
+/// Starts `command` on a free port and waits for its `serving http://…` line: the process,
+/// `http://127.0.0.1:<port>`, and the rest of its stdout (which the caller must keep reading).
+pub fn launch(mut command: Command) -> (Child, String, Lines<BufReader<ChildStdout>>) {
+    let mut child = command
+        .args(["--port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start local-server");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let port = loop {
+        let line = lines
+            .next()
+            .expect("local-server exited before it was ready")
+            .expect("stdout");
+        if let Some(addr) = line.strip_prefix("serving http://") {
+            break addr.split(['/', ':']).nth(1).expect("a port").to_owned();
+        }
+    };
+    (child, format!("http://127.0.0.1:{port}"), lines)
+}
+
+/// Starts the server with `args`, its data in `data` (and no callback secret from the environment);
+/// its stdout drained and dropped.
+#[allow(dead_code)] // (serve.rs starts its own, keeping the output)
+pub fn spawn(args: &[&str], data: &std::path::Path) -> (Spawned, String) {
+    let mut server = command();
+    server
+        .args(args)
+        .env("LOCAL_DATA_DIR", data)
+        .env_remove("PAYMENT_CALLBACK_SECRETS");
+    let (child, base, lines) = launch(server);
+    std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
+    (Spawned(child), base)
+}
