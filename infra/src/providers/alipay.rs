@@ -424,8 +424,8 @@ impl AlipayClient {
 
     /// Asks for the refund of `request` (`alipay.trade.refund` with `out_trade_no`, `refund_amount` in
     /// yuan, `out_request_no` = the refund number, `refund_reason`): Alipay refunds one `out_request_no`
-    /// once. `fund_change` `Y` is refunded (its answer checked to be this trade's, for this amount);
-    /// `N` (no money moved by this request: done before, or not yet) is settled by the refund query.
+    /// once. `fund_change` `Y` is refunded (its answer checked to be this trade's, its `refund_fee` this
+    /// amount); `N` (no money moved by this request: done before, or not yet) is settled by the refund query.
     /// A final refusal (`ACQ.TRADE_NOT_ALLOW_REFUND`, `ACQ.TRADE_HAS_FINISHED`, ...) is a refusal with
     /// its `sub_code`.
     pub async fn refund(
@@ -454,6 +454,13 @@ impl AlipayClient {
             return Err(unreadable("not this trade"));
         }
         if answer["fund_change"] == "Y" {
+            // `refund_fee` is what the trade has had refunded: the whole payment, nothing else.
+            let refunded = answer["refund_fee"]
+                .as_str()
+                .and_then(|yuan| domain::Money::parse(yuan).ok());
+            if refunded != Some(request.amount) {
+                return Err(unreadable("another amount"));
+            }
             let trade_no = answer["trade_no"].as_str().ok_or_else(|| unreadable("no trade_no"))?;
             return Ok(RefundState::Succeeded {
                 refund_id: format!("{trade_no}/{}", request.out_refund_no),
