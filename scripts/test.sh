@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's one test command (README and .ci/run call exactly this).
-#  1. installs the pinned test tools (moto[server], cfn-lint) into ./.venv from PyPI,
-#  2. lints template.yaml with cfn-lint (any error fails),
+#  1. installs the pinned test tools (moto[server], cfn-lint, aws-sam-cli, openapi-spec-validator) into ./.venv from PyPI,
+#  2. lints template.yaml with cfn-lint, and validates it with `sam validate --lint` (any error fails);
+#     validates docs/openapi.yaml with openapi-spec-validator,
 #  3. checks formatting and clippy (warnings are errors),
 #  4. installs what the browser test needs (scripts/browser.sh: Debian's chromium and CJK fonts, and the
 #     pinned playwright-core from npm),
@@ -15,6 +16,13 @@ source scripts/venv.sh scripts/requirements-test.txt
 
 echo "== cfn-lint template.yaml"
 .venv/bin/cfn-lint template.yaml
+
+echo "== sam validate --lint"
+# No AWS account is needed: the SAM transform runs locally. No telemetry is sent.
+SAM_CLI_TELEMETRY=0 .venv/bin/sam validate --lint --template template.yaml --region us-east-1
+
+echo "== openapi-spec-validator docs/openapi.yaml"
+.venv/bin/openapi-spec-validator docs/openapi.yaml
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -78,6 +78,10 @@ pub struct Fixture {
 const USER: &str = "alice";
 const PRODUCT: &str = "bench-fridge";
 const ADDRESS: &str = "bench-home";
+/// The address's phone and street: no log line may hold them (the harness test checks).
+pub const ADDRESS_PHONE: &str = "13800138000";
+/// See [`ADDRESS_PHONE`].
+pub const ADDRESS_DETAIL: &str = "北京市朝阳区幸福路88号";
 const PRICE: &str = "10.00";
 /// The generic callback format's signing secret in the harness (not a real secret).
 pub const CALLBACK_SECRET: &str = "bench-callback-secret";
@@ -158,7 +162,10 @@ pub async fn prepare(endpoint: &str, events: usize, measured: impl Fn(&str) -> b
         .upsert_address(&domain::Address {
             id: domain::AddressId::parse(ADDRESS).map_err(|e| e.to_string())?,
             user_id: domain::UserId::parse(USER).map_err(|e| e.to_string())?,
-            fields: serde_json::Map::new(),
+            fields: serde_json::json!({ "receiver": "张三", "phone": ADDRESS_PHONE, "detail": ADDRESS_DETAIL })
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
         })
         .await
         .map_err(|e| e.to_string())?;

@@ -123,6 +123,16 @@ pub struct CountingProxy {
     count: Arc<AtomicUsize>,
     connections: Arc<AtomicUsize>,
     upstream_micros: Arc<AtomicU64>,
+    calls: Arc<Mutex<Vec<AwsCall>>>,
+}
+
+/// One request a function sent to AWS, as the proxy saw it.
+#[derive(Debug, Clone)]
+pub struct AwsCall {
+    /// `X-Amz-Target`: `DynamoDB_20120810.TransactWriteItems`, `AmazonSQS.SendMessage`, ...
+    pub target: String,
+    /// The JSON body.
+    pub body: Value,
 }
 
 impl CountingProxy {
@@ -133,10 +143,20 @@ impl CountingProxy {
         let upstream_micros = Arc::new(AtomicU64::new(0));
         let waited = upstream_micros.clone();
         let client = reqwest::Client::new();
+        let calls: Arc<Mutex<Vec<AwsCall>>> = Arc::default();
+        let recorded = calls.clone();
         let app = Router::new().fallback(move |headers: HeaderMap, body: Bytes| {
             let (seen, waited, client, upstream) = (seen.clone(), waited.clone(), client.clone(), upstream.clone());
+            let recorded = recorded.clone();
             async move {
                 seen.fetch_add(1, Ordering::SeqCst);
+                let target = headers
+                    .get("x-amz-target")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                let parsed = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                recorded.lock().unwrap().push(AwsCall { target, body: parsed });
                 let started = Instant::now();
                 let mut request = client.post(&upstream).body(body);
                 for (name, value) in &headers {
@@ -170,7 +190,13 @@ impl CountingProxy {
             count,
             connections,
             upstream_micros,
+            calls,
         })
+    }
+
+    /// Every request forwarded so far, in order.
+    pub fn calls(&self) -> Vec<AwsCall> {
+        self.calls.lock().unwrap().clone()
     }
 
     /// Time spent waiting on the emulator so far (requests forwarded one after another add up).
@@ -209,18 +235,30 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// The process a measurement runs: its bootstrap, its environment beyond Lambda's own, and where its
+/// stdout goes (a file the caller reads, or nowhere).
+#[derive(Debug, Clone, Copy)]
+pub struct Launch<'a> {
+    /// The bootstrap binary.
+    pub bootstrap: &'a Path,
+    /// Environment beyond Lambda's own.
+    pub env: &'a [(String, String)],
+    /// Where its stdout is written; `None` drops it.
+    pub log: Option<&'a Path>,
+}
+
 /// Runs `bootstrap` as Lambda would, with `env` added to Lambda's own variables: one cold invoke, then
 /// `invokes` warm ones, every event from `event` (called with the invoke's number); `check` must accept
 /// every response.
 pub async fn measure(
     name: &str,
-    bootstrap: &Path,
-    env: &[(String, String)],
+    launch: Launch<'_>,
     proxy: &CountingProxy,
     invokes: usize,
     event: impl Fn(usize) -> Value,
     check: impl Fn(&Value) -> Result<(), String>,
 ) -> Result<Measurement, String> {
+    let Launch { bootstrap, env, log } = launch;
     let size_bytes = std::fs::metadata(bootstrap)
         .map_err(|e| format!("{}: {e}", bootstrap.display()))?
         .len();
@@ -259,7 +297,12 @@ pub async fn measure(
         .env("AWS_SECRET_ACCESS_KEY", "bench")
         .env("RUST_LOG", "info")
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .stdout(std::process::Stdio::null())
+        .stdout(match log {
+            Some(path) => std::fs::File::create(path)
+                .map_err(|e| format!("{}: {e}", path.display()))?
+                .into(),
+            None => std::process::Stdio::null(),
+        })
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| format!("spawn {}: {e}", bootstrap.display()))?;
@@ -410,3 +453,4 @@ pub fn target_row(m: &Measurement) -> String {
 }
 
 pub mod fixture;
+pub mod iam;

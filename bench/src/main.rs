@@ -72,9 +72,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             // Each run's events start where the last run's ended, so no order is acted on twice.
             let offset = run * (args.invokes + 1);
             let event = |n: usize| (f.event)(offset + n);
-            let m = lambda_bench::measure(f.name, &bootstrap, &env, &proxy, args.invokes, event, &f.check)
-                .await
-                .map_err(|e| format!("{}: {e}", f.name))?;
+            let m = lambda_bench::measure(
+                f.name,
+                lambda_bench::Launch {
+                    bootstrap: &bootstrap,
+                    env: &env,
+                    log: None,
+                },
+                &proxy,
+                args.invokes,
+                event,
+                &f.check,
+            )
+            .await
+            .map_err(|e| format!("{}: {e}", f.name))?;
             eprintln!("{}", lambda_bench::row(&m));
             results.push(m);
         }

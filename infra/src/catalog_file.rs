@@ -11,8 +11,8 @@
 use domain::catalog::{Address, Product, StockSource};
 use domain::ids::{AddressId, ProductId, UserId};
 use domain::money::Money;
-use domain::ports::{CatalogAdmin, StoreError};
-use serde::Deserialize;
+use domain::ports::{Catalog, CatalogAdmin, StoreError};
+use serde::{Deserialize, Serialize};
 
 /// A catalogue file's content.
 #[derive(Debug, Clone, Deserialize)]
@@ -114,6 +114,126 @@ impl CatalogFile {
         })
     }
 
+    /// Parses catalogue JSON entry by entry, for the loader: the file must be a catalogue object (else
+    /// the whole file is refused), but an entry that does not parse, a price above the highest unit
+    /// price, or an id given twice is refused alone, with its reason, and the rest kept.
+    pub fn parse_entries(text: &str) -> Result<(Self, Vec<Refusal>), CatalogError> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Raw {
+            #[serde(default)]
+            products: Vec<serde_json::Value>,
+            #[serde(default)]
+            addresses: Vec<serde_json::Value>,
+        }
+        let value: serde_json::Value = serde_json::from_str(text)?;
+        if !value.is_object() {
+            return Err(CatalogError::Invalid(serde::de::Error::custom(
+                "a catalogue is an object with \"products\" and \"addresses\"",
+            )));
+        }
+        let raw: Raw = serde_json::from_value(value)?;
+        let max = domain::money::MAX_UNIT_PRICE;
+        let mut refused = Vec::new();
+        let mut file = CatalogFile {
+            products: Vec::with_capacity(raw.products.len()),
+            addresses: Vec::with_capacity(raw.addresses.len()),
+        };
+        let named = |value: &serde_json::Value| match value.get("id") {
+            Some(serde_json::Value::String(id)) => Some(id.clone()),
+            Some(other) => Some(other.to_string()),
+            None => None,
+        };
+        let mut seen = std::collections::HashSet::new();
+        for (entry, value) in raw.products.into_iter().enumerate() {
+            let id = named(&value);
+            let reason = match serde_json::from_value::<ProductEntry>(value) {
+                Err(err) => Some(err.to_string()),
+                Ok(p) if p.price > max => Some(format!("costs {}, above the highest unit price {max}", p.price)),
+                Ok(p) if !seen.insert(p.id.clone()) => Some("the same id as an earlier product".to_owned()),
+                Ok(p) => {
+                    file.products.push(p);
+                    None
+                }
+            };
+            if let Some(reason) = reason {
+                refused.push(Refusal {
+                    kind: "product",
+                    entry,
+                    id,
+                    reason,
+                });
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (entry, value) in raw.addresses.into_iter().enumerate() {
+            let id = named(&value);
+            let reason = match serde_json::from_value::<AddressEntry>(value) {
+                Err(err) => Some(err.to_string()),
+                Ok(a) if !seen.insert(a.id.clone()) => Some("the same id as an earlier address".to_owned()),
+                Ok(a) => {
+                    file.addresses.push(a);
+                    None
+                }
+            };
+            if let Some(reason) = reason {
+                refused.push(Refusal {
+                    kind: "address",
+                    entry,
+                    id,
+                    reason,
+                });
+            }
+        }
+        Ok((file, refused))
+    }
+
+    /// How many entries [`Self::load`] handles (what its progress counts up to).
+    pub fn entries(&self) -> usize {
+        self.products.len() + self.addresses.len()
+    }
+
+    /// Loads the file at scale: products are read from the store 500 at a time (DynamoDB:
+    /// `BatchGetItem`s of 100); those the store does not hold are created in bulk (`BatchWriteItem`s
+    /// of 25, unprocessed items retried with backoff), those it holds with other figures are updated
+    /// one by one keeping their reservation ledger (docs/api.md §10), the rest left unchanged; addresses
+    /// are written in bulk. `progress` is told how many entries each step handled.
+    pub async fn load(
+        &self,
+        catalog: &dyn Catalog,
+        admin: &dyn CatalogAdmin,
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<LoadReport, CatalogError> {
+        const CHUNK: usize = 500;
+        let mut report = LoadReport::default();
+        let products: Vec<Product> = self.products().collect();
+        for chunk in products.chunks(CHUNK) {
+            let ids: Vec<ProductId> = chunk.iter().map(|p| p.id.clone()).collect();
+            let held = catalog.products(&ids).await?;
+            let mut new = Vec::new();
+            for (product, held) in chunk.iter().zip(held) {
+                match held {
+                    None => new.push(product.clone()),
+                    Some(held) if same_figures(&held, product) => report.products_unchanged += 1,
+                    Some(_) => {
+                        admin.upsert_product(product).await?;
+                        report.products_updated += 1;
+                    }
+                }
+            }
+            admin.create_products(&new).await?;
+            report.products_created += new.len();
+            progress(chunk.len() as u64);
+        }
+        let addresses: Vec<Address> = self.addresses().collect();
+        for chunk in addresses.chunks(CHUNK) {
+            admin.upsert_addresses(chunk).await?;
+            report.addresses_loaded += chunk.len();
+            progress(chunk.len() as u64);
+        }
+        Ok(report)
+    }
+
     /// Upserts everything into a store; returns (products, addresses) written.
     pub async fn load_into(&self, store: &dyn CatalogAdmin) -> Result<(usize, usize), CatalogError> {
         for product in self.products() {
@@ -124,6 +244,48 @@ impl CatalogFile {
         }
         Ok((self.products.len(), self.addresses.len()))
     }
+}
+
+/// Whether the store's product already has the file's figures (its ledger is the store's own).
+fn same_figures(held: &Product, file: &Product) -> bool {
+    held.name == file.name
+        && held.price == file.price
+        && held.stock == file.stock
+        && held.stock_source == file.stock_source
+        && held.active == file.active
+}
+
+/// One entry of a catalogue file the loader refused, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Refusal {
+    /// `product` or `address`.
+    pub kind: &'static str,
+    /// Its position in its list, from 0.
+    pub entry: usize,
+    /// Its `id`, when it has one.
+    pub id: Option<String>,
+    /// Why.
+    pub reason: String,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let id = self.id.as_deref().unwrap_or("(no id)");
+        write!(f, "{} #{} {id}: {}", self.kind, self.entry + 1, self.reason)
+    }
+}
+
+/// What a load did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct LoadReport {
+    /// Products the store did not hold, created.
+    pub products_created: usize,
+    /// Products the store held with other figures, updated (their ledger kept).
+    pub products_updated: usize,
+    /// Products the store already held as the file gives them.
+    pub products_unchanged: usize,
+    /// Addresses written.
+    pub addresses_loaded: usize,
 }
 
 #[cfg(test)]

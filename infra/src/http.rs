@@ -244,13 +244,33 @@ pub async fn create(
     parse: fn(&serde_json::Value) -> Result<domain::usecases::request::CreateOrders, ServiceError>,
     render: fn(&domain::usecases::Created) -> Result<serde_json::Value, ServiceError>,
 ) -> Result<Response<Body>, ServiceError> {
-    use domain::usecases::{create_orders, Idempotency};
-    let KeyedRequest { user, cmd, idempotency } = keyed_request(req, route, parse, |body| body)?;
-    let idempotency = idempotency.as_ref().map(|request| Idempotency {
-        request,
-        render: &render,
-    });
-    answered(create_orders(&svc.placing(), &user, &cmd, idempotency).await?, render)
+    use domain::ports::Metric;
+    use domain::usecases::{create_orders, Answered, Idempotency};
+    let answer = async {
+        let KeyedRequest { user, cmd, idempotency } = keyed_request(req, route, parse, |body| body)?;
+        let idempotency = idempotency.as_ref().map(|request| Idempotency {
+            request,
+            render: &render,
+        });
+        create_orders(&svc.placing(), &user, &cmd, idempotency).await
+    }
+    .await;
+    // The create routes' outcomes, counted in one place (docs/api.md §13).
+    let metrics = svc.metrics.as_ref();
+    match &answer {
+        Ok(Answered::Made(created)) => {
+            metrics.count(Metric::OrderCreateSucceeded);
+            metrics.add(Metric::OrdersCreated, created.orders.len() as u64);
+        }
+        Ok(Answered::Replayed(_)) => {}
+        Err(err) => {
+            metrics.count(Metric::OrderCreateRefused(err.code()));
+            if err.code().http_status() >= 500 {
+                metrics.count(Metric::OrderCreateFailed);
+            }
+        }
+    }
+    answered(answer?, render)
 }
 
 /// An idempotency key's earlier answer, replayed as it was, marked `Idempotent-Replayed: true`.
@@ -287,6 +307,24 @@ fn response(status: StatusCode, text: String) -> Response<Body> {
     resp
 }
 
+/// [`respond`] for the routes that store a payment (create_order, create_batch_orders, create_payment,
+/// checkout_payment): the time from the request's arrival to a successful answer, the payment stored, is
+/// measured as `PaymentCreationLatency` (a replayed answer stored nothing now, and is not).
+pub async fn respond_storing_payment<F, Fut>(svc: &Services, req: Request, handle: F) -> Response<Body>
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Result<Response<Body>, ServiceError>>,
+{
+    let started = std::time::Instant::now();
+    let resp = respond(req, handle).await;
+    if resp.status().is_success() && !resp.headers().contains_key("idempotent-replayed") {
+        let millis = started.elapsed().as_secs_f64() * 1000.0;
+        svc.metrics
+            .measure(domain::ports::Metric::PaymentCreationLatency, millis);
+    }
+    resp
+}
+
 /// Runs one handler body: any error it returns becomes the catalogue response, tagged with the request id.
 pub async fn respond<F, Fut>(req: Request, handle: F) -> Response<Body>
 where
@@ -294,6 +332,7 @@ where
     Fut: Future<Output = Result<Response<Body>, ServiceError>>,
 {
     let request_id = request_id(&req);
+    crate::telemetry::set_correlation_id(&request_id);
     let span =
         tracing::info_span!("request", request_id = %request_id, method = %req.method(), path = %req.uri().path());
     match handle(req).instrument(span).await {

@@ -115,13 +115,50 @@ pub async fn run_provider_function(handler: Handler) -> Result<(), Error> {
 pub async fn run_http<S: Sync + 'static>(state: S, handler: Handler<S>) -> Result<(), Error> {
     use lambda_http::request::LambdaRequest;
     use lambda_http::Service;
+    observe();
     let state = &state;
     let answer = move |req| async move { Ok::<_, std::convert::Infallible>(handler(state, req).await) };
     lambda_http::lambda_runtime::run(service_fn(move |mut event: LambdaEvent<LambdaRequest>| {
         crate::http::guard_event(&mut event.payload);
-        lambda_http::Adapter::from(service_fn(answer)).call(event)
+        let context = event.context.clone();
+        invocation(context, lambda_http::Adapter::from(service_fn(answer)).call(event))
     }))
     .await
+}
+
+/// Installs the metrics recorder for this function (its name from `AWS_LAMBDA_FUNCTION_NAME`); the
+/// runners call it before their loop.
+fn observe() {
+    let name = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_default();
+    crate::metrics::install(&name);
+}
+
+static COLD_START: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Runs one invocation: its log lines carry its ids (`crate::telemetry`), the first one counts the cold
+/// start, and what it recorded is flushed as one EMF document at its end, before Lambda is told the
+/// answer.
+async fn invocation<F: Future>(context: lambda_http::lambda_runtime::Context, work: F) -> F::Output {
+    use domain::ports::Metrics as _;
+    let cold_start = COLD_START.swap(false, std::sync::atomic::Ordering::Relaxed);
+    crate::telemetry::begin_invocation(crate::telemetry::Invocation {
+        cold_start,
+        function_request_id: context.request_id.clone(),
+        xray_trace_id: context.xray_trace_id.clone(),
+        correlation_id: None,
+    });
+    if cold_start {
+        crate::metrics::EmfMetrics.count(domain::ports::Metric::ColdStart);
+    }
+    let answer = work.await;
+    let correlation = crate::telemetry::current_invocation().and_then(|i| i.correlation_id.clone());
+    crate::metrics::flush(&[
+        ("function_request_id", Some(context.request_id.as_str())),
+        ("xray_trace_id", context.xray_trace_id.as_deref()),
+        ("correlation_id", correlation.as_deref()),
+    ]);
+    crate::telemetry::end_invocation();
+    answer
 }
 
 /// What an SQS-triggered function's handler is: its state and one batch in, the failed messages out.
@@ -129,9 +166,12 @@ pub type SqsHandler<S> = for<'a> fn(&'a S, SqsEvent) -> Pin<Box<dyn Future<Outpu
 
 /// Runs an SQS handler (with `ReportBatchItemFailures`) over `state`.
 pub async fn run_sqs<S: Sync + 'static>(state: S, handler: SqsHandler<S>) -> Result<(), Error> {
+    observe();
     let state = &state;
-    lambda_http::lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        Ok::<_, Error>(handler(state, event.payload).await)
+    lambda_http::lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
+        invocation(event.context, async move {
+            Ok::<_, Error>(handler(state, event.payload).await)
+        })
     }))
     .await
 }
@@ -151,10 +191,13 @@ where
     R: serde::Serialize + 'static,
     E: std::error::Error + Send + Sync + 'static,
 {
+    observe();
     let state = &state;
-    lambda_http::lambda_runtime::run(service_fn(move |event: LambdaEvent<EventBridgeEvent>| async move {
+    lambda_http::lambda_runtime::run(service_fn(move |event: LambdaEvent<EventBridgeEvent>| {
         let deadline = std::time::UNIX_EPOCH + std::time::Duration::from_millis(event.context.deadline);
-        handler(state, event.payload, deadline).await.map_err(Error::from)
+        invocation(event.context, async move {
+            handler(state, event.payload, deadline).await.map_err(Error::from)
+        })
     }))
     .await
 }

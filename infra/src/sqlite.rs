@@ -178,6 +178,12 @@ impl Catalog for SqliteStore {
         self.with(move |conn| read_product(conn, &id)).await
     }
 
+    async fn products(&self, ids: &[ProductId]) -> Result<Vec<Option<Product>>, StoreError> {
+        let ids = ids.to_vec();
+        self.with(move |conn| ids.iter().map(|id| read_product(conn, id)).collect())
+            .await
+    }
+
     async fn address(&self, id: &AddressId) -> Result<Option<Address>, StoreError> {
         let id = id.clone();
         self.with(move |conn| {
@@ -202,44 +208,71 @@ impl Catalog for SqliteStore {
     }
 }
 
+/// Writes products in one transaction: `upsert` replaces every figure of an existing product but its
+/// reservation ledger, which is the store's own (a reload keeps what it holds); otherwise each must be
+/// new.
+fn write_products(conn: &mut Connection, products: &[Product], upsert: bool) -> Result<(), StoreError> {
+    let sql = if upsert {
+        "INSERT INTO products (id, name, price, stock, stock_source, active, reserved)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (id) DO UPDATE SET name = excluded.name, price = excluded.price, stock = excluded.stock,
+             stock_source = excluded.stock_source, active = excluded.active"
+    } else {
+        "INSERT INTO products (id, name, price, stock, stock_source, active, reserved)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+    };
+    let tx = conn.transaction().map_err(backend)?;
+    for p in products {
+        tx.execute(
+            sql,
+            params![
+                p.id.as_str(),
+                p.name,
+                p.price.to_string(),
+                p.stock,
+                p.stock_source.as_str(),
+                p.active,
+                p.reserved
+            ],
+        )
+        .map_err(backend)?;
+    }
+    tx.commit().map_err(backend)
+}
+
 #[async_trait]
 impl CatalogAdmin for SqliteStore {
     async fn upsert_product(&self, product: &Product) -> Result<(), StoreError> {
-        let p = product.clone();
-        self.with(move |conn| {
-            conn.execute(
-                // The reservation ledger is the store's own: a reload keeps what it holds.
-                "INSERT INTO products (id, name, price, stock, stock_source, active, reserved)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT (id) DO UPDATE SET name = excluded.name, price = excluded.price, stock = excluded.stock,
-                     stock_source = excluded.stock_source, active = excluded.active",
-                params![
-                    p.id.as_str(),
-                    p.name,
-                    p.price.to_string(),
-                    p.stock,
-                    p.stock_source.as_str(),
-                    p.active,
-                    p.reserved
-                ],
-            )
-            .map_err(backend)?;
-            Ok(())
-        })
-        .await
+        let product = product.clone();
+        self.with(move |conn| write_products(conn, std::slice::from_ref(&product), true))
+            .await
     }
 
     async fn upsert_address(&self, address: &Address) -> Result<(), StoreError> {
-        let a = address.clone();
+        self.upsert_addresses(std::slice::from_ref(address)).await
+    }
+
+    /// One transaction for all of them.
+    async fn create_products(&self, products: &[Product]) -> Result<(), StoreError> {
+        let products = products.to_vec();
+        self.with(move |conn| write_products(conn, &products, false)).await
+    }
+
+    /// One transaction for all of them.
+    async fn upsert_addresses(&self, addresses: &[Address]) -> Result<(), StoreError> {
+        let addresses = addresses.to_vec();
         self.with(move |conn| {
-            let fields = serde_json::to_string(&a.fields).map_err(backend)?;
-            conn.execute(
-                "INSERT INTO addresses (id, user_id, fields) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (id) DO UPDATE SET user_id = excluded.user_id, fields = excluded.fields",
-                params![a.id.as_str(), a.user_id.as_str(), fields],
-            )
-            .map_err(backend)?;
-            Ok(())
+            let tx = conn.transaction().map_err(backend)?;
+            for a in &addresses {
+                let fields = serde_json::to_string(&a.fields).map_err(backend)?;
+                tx.execute(
+                    "INSERT INTO addresses (id, user_id, fields) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (id) DO UPDATE SET user_id = excluded.user_id, fields = excluded.fields",
+                    params![a.id.as_str(), a.user_id.as_str(), fields],
+                )
+                .map_err(backend)?;
+            }
+            tx.commit().map_err(backend)
         })
         .await
     }

@@ -77,6 +77,29 @@ async fn pay_at_fake(app: &App, provider: &str, payment_id: &str) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
+/// `POST /dev/{wechatpay|alipay}/outage` with `{"down": true|false}`: while down, the fake provider
+/// answers every request with its system error, so the routes that call it answer `503
+/// PROVIDER_UNAVAILABLE` (how a client, or the contract test, sees a provider outage on a laptop).
+async fn outage_at_fake(app: &App, provider: &str, body: &[u8]) -> Response {
+    use axum::response::IntoResponse;
+    let controls = match provider {
+        "wechatpay" => app.cashiers.wechatpay.as_ref().map(|fake| fake.controls()),
+        "alipay" => app.cashiers.alipay.as_ref().map(|fake| fake.controls()),
+        _ => None,
+    };
+    let Some(controls) = controls else {
+        return edge_error(ServiceError::NotFound);
+    };
+    let down = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("down").and_then(serde_json::Value::as_bool));
+    let Some(down) = down else {
+        return edge_error(ServiceError::field("down", "must be true or false"));
+    };
+    controls.set_failing(down);
+    axum::Json(serde_json::json!({ "provider": provider, "down": down })).into_response()
+}
+
 /// `GET /dev/wechatpay/cashier/{payment_id}`: where scanning the QR code leads on a laptop, the fake
 /// WeChat Pay's cashier for the payment's trade (its 确认支付 sends the real signed notification here),
 /// which links back to this server's page.
@@ -336,6 +359,16 @@ pub fn router(app: Arc<App>, read_timeout: std::time::Duration) -> Router {
             "/dev/{provider}/pay/{payment_id}",
             post(|s: State<Arc<App>>, req: AxumRequest| async move {
                 pay_at_fake(&s, &segment(&req, 2), &segment(&req, 4)).await
+            }),
+        )
+        .route(
+            "/dev/{provider}/outage",
+            post(|s: State<Arc<App>>, req: AxumRequest| async move {
+                let provider = segment(&req, 2);
+                match axum::body::to_bytes(req.into_body(), 4096).await {
+                    Ok(body) => outage_at_fake(&s, &provider, &body).await,
+                    Err(_) => edge_error(ServiceError::field("down", "must be true or false")),
+                }
             }),
         )
         .route(

@@ -196,9 +196,36 @@ async fn load_catalog(
     let loaded = match (&args.catalog, args.no_demo) {
         (Some(path), _) => {
             let text = std::fs::read_to_string(path).map_err(|e| format!("catalogue {}: {e}", path.display()))?;
-            let file = CatalogFile::parse(&text)?;
-            let (products, addresses) = file.load_into(store.admin.as_ref()).await?;
-            tracing::info!(path = %path.display(), products, addresses, "catalogue loaded");
+            let (file, refused) = CatalogFile::parse_entries(&text)?;
+            // A bar on a terminal (stderr), nothing when stderr is not one.
+            let bar = indicatif::ProgressBar::new(file.entries() as u64).with_style(
+                indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} entries, {per_sec}, {eta} left")
+                    .map_err(|e| e.to_string())?
+                    .progress_chars("=> "),
+            );
+            bar.set_message(format!("loading {}", path.display()));
+            let started = std::time::Instant::now();
+            let report = file
+                .load(store.services.catalog.as_ref(), store.admin.as_ref(), &|n| bar.inc(n))
+                .await?;
+            bar.finish_and_clear();
+            println!(
+                "catalogue {}: {} products created, {} updated, {} unchanged; {} addresses loaded; {} entries refused ({:.1} s)",
+                path.display(),
+                report.products_created,
+                report.products_updated,
+                report.products_unchanged,
+                report.addresses_loaded,
+                refused.len(),
+                started.elapsed().as_secs_f64()
+            );
+            for refusal in &refused {
+                println!("  refused {refusal}");
+            }
+            tracing::info!(path = %path.display(), ?report, refused = refused.len(), "catalogue loaded");
+            if !refused.is_empty() && args.load_only {
+                return Err(format!("{} catalogue entries refused (the others were loaded)", refused.len()).into());
+            }
             Some(file)
         }
         (None, true) => {
@@ -354,7 +381,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(command) = &args.command {
         return signing::run(command, args.port, &paths.secret_file, &paths.provider_keys);
     }
-    infra::telemetry::init_local();
+    infra::telemetry::init();
     let store = open_store(&args, &paths).await?;
     println!("store: {} (data folder {})", store.description, paths.dir.display());
     let figures = load_catalog(&args, &paths, &store).await?;

@@ -436,40 +436,6 @@ async fn the_server_cancels_lists_and_runs_the_sweeper_on_its_ticker() {
     assert!(swept, "no sweep ran within 3 s");
 }
 
-/// The headers and body of a curl command printed by a signing helper.
-fn parse_curl(curl: &str) -> (String, Vec<(String, String)>, String) {
-    let quoted_after = |flag: &str| -> Vec<String> {
-        curl.match_indices(flag)
-            .map(|(at, _)| curl[at + flag.len()..].split('\'').next().unwrap().to_owned())
-            .collect()
-    };
-    let url = curl
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap()
-        .to_owned();
-    let headers = quoted_after("-H '")
-        .into_iter()
-        .map(|h| {
-            let (name, value) = h.split_once(": ").unwrap();
-            (name.to_owned(), value.to_owned())
-        })
-        .collect();
-    let body = quoted_after("-d '").pop().unwrap();
-    (url, headers, body)
-}
-
-/// Runs a signing helper with the given provider keys file; the curl command it printed.
-fn helper(keys: &str, args: &[&str]) -> String {
-    let out = common::command()
-        .args(["--provider-keys", keys])
-        .args(args)
-        .output()
-        .expect("run helper");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
-
 #[tokio::test]
 async fn orders_are_paid_by_wechatpay_and_alipay_notifications_over_http() {
     let dir = tempfile::tempdir().unwrap();
@@ -487,8 +453,8 @@ async fn orders_are_paid_by_wechatpay_and_alipay_notifications_over_http() {
         assert_eq!(status, 201, "{created}");
         let payment = created["payment"]["id"].as_str().unwrap();
         let amount = created["payment"]["amount"].as_str().unwrap();
-        let curl = helper(keys, &[subcommand, "--payment-id", payment, "--amount", amount]);
-        let (url, headers, body) = parse_curl(&curl);
+        let curl = common::helper(keys, &[subcommand, "--payment-id", payment, "--amount", amount]);
+        let (url, headers, body) = common::parse_curl(&curl);
         let path = &url[url.find("/api/").unwrap()..];
         let mut req = reqwest::Client::new()
             .post(format!("{}{path}", server.base))
@@ -709,7 +675,7 @@ fn flags_go_before_or_after_a_helper_which_never_invents_a_secret() {
             stdout.contains("http://127.0.0.1:4321/api/payments/callback/"),
             "{stdout}"
         );
-        let (url, headers, body) = parse_curl(&stdout);
+        let (url, headers, body) = common::parse_curl(&stdout);
         assert!(url.ends_with("/api/payments/callback/"));
         let signature = headers
             .iter()

@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use crate::callback::PaymentEvent;
 use crate::catalog::{Address, Product, Shortage};
 use crate::change::{Judge, OrderWithPayments, Updated};
+use crate::error::ErrorCode;
 use crate::field::BoxError;
 use crate::idempotency::{IdempotencyKey, IdempotencyRecord, StoredResponse};
 use crate::ids::{AddressId, OrderId, PaymentId, ProductId, UserId};
@@ -66,6 +67,16 @@ pub trait Catalog: Send + Sync {
     /// The address, if it exists (whoever owns it).
     async fn address(&self, id: &AddressId) -> Result<Option<Address>, StoreError>;
 
+    /// Many products at once (the catalogue loader compares a file with them), in the order asked,
+    /// `None` where absent; as few requests as the store can.
+    async fn products(&self, ids: &[ProductId]) -> Result<Vec<Option<Product>>, StoreError> {
+        let mut found = Vec::with_capacity(ids.len());
+        for id in ids {
+            found.push(self.product(id).await?);
+        }
+        Ok(found)
+    }
+
     /// Several products and an address at once (one request where the store can), products in the
     /// order asked.
     async fn read(
@@ -98,6 +109,22 @@ pub trait CatalogAdmin: Send + Sync {
     async fn upsert_product(&self, product: &Product) -> Result<(), StoreError>;
     /// Creates or replaces an address.
     async fn upsert_address(&self, address: &Address) -> Result<(), StoreError>;
+    /// Creates products the store does not hold yet, many per request where the store can (DynamoDB:
+    /// `BatchWriteItem`, 25 a request, unprocessed items retried with backoff). Unconditional: the
+    /// loader calls it only for products it just read as absent.
+    async fn create_products(&self, products: &[Product]) -> Result<(), StoreError> {
+        for product in products {
+            self.upsert_product(product).await?;
+        }
+        Ok(())
+    }
+    /// Creates or replaces addresses, many per request where the store can.
+    async fn upsert_addresses(&self, addresses: &[Address]) -> Result<(), StoreError> {
+        for address in addresses {
+            self.upsert_address(address).await?;
+        }
+        Ok(())
+    }
 }
 
 /// Orders and payments.
@@ -272,15 +299,45 @@ pub enum Enqueued {
 #[error("callback queue unavailable")]
 pub struct QueueUnavailable(#[source] pub BoxError);
 
-/// A business figure worth counting (docs/api.md §13).
+/// Where a stock figure was checked: the store's own stock (inside the placement's write) or the
+/// supplier's API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StockKind {
+    /// Stock the table holds, checked by the placement's conditional write.
+    Local,
+    /// Stock the supplier holds, asked of its API.
+    Supplier,
+}
+
+/// A business figure worth counting (docs/api.md §13). Every metric carries the dimensions `service`
+/// and `function` only; ids go in the document's properties, never in a name or a dimension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Metric {
+    /// A create request (create_order, create_batch_orders) made its orders.
+    OrderCreateSucceeded,
+    /// A create request was refused, with the catalogue code it was answered with: counted once as
+    /// `OrderCreateRefused` and once under the code (`OrderCreateRefused_INSUFFICIENT_STOCK`, ...).
+    OrderCreateRefused(ErrorCode),
+    /// A create request the service could not answer (a `5xx`: busy, supplier or store down): the
+    /// denominator of the success rate, beside the successes.
+    OrderCreateFailed,
+    /// Orders made (a batch counts each of its orders).
+    OrdersCreated,
+    /// Milliseconds from a request's arrival to its payment stored (create_order,
+    /// create_batch_orders, create_payment, checkout_payment).
+    PaymentCreationLatency,
+    /// A line's stock was checked.
+    StockCheck(StockKind),
+    /// A line's stock could not be checked (the store or the supplier failed to answer).
+    StockCheckFailed(StockKind),
     /// A callback event was applied (or found already applied).
     CallbackApplied,
     /// A callback event failed transiently and will be redelivered.
     CallbackRetried,
     /// A callback's amount differed from the payment's.
     AmountMismatch,
+    /// A success arrived for a payment already let go (expired, failed, or its order cancelled).
+    LateSuccess,
     /// Money arrived that must be refunded.
     RefundRequired,
     /// A refund was decided (payment `refunding`).
@@ -289,32 +346,109 @@ pub enum Metric {
     RefundSucceeded,
     /// A refund failed for good (`refund_failed`): an operator must settle it.
     RefundFailed,
+    /// The sweeper expired a payment (its order cancelled, or the payment alone).
+    PaymentsExpired,
+    /// The sweeper cancelled an order and returned its stock.
+    OrdersCancelledBySweeper,
     /// The age of the oldest item on the attention list, in seconds (0 when it is empty).
     AttentionOldestAgeSeconds,
+    /// An execution environment's first invocation.
+    ColdStart,
+}
+
+/// The unit a metric is published in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricUnit {
+    /// Occurrences, summed.
+    Count,
+    /// A duration in milliseconds, one value per observation.
+    Milliseconds,
+    /// A figure in seconds, the last one set.
+    Seconds,
 }
 
 impl Metric {
     /// The metric's name.
-    pub fn name(self) -> &'static str {
-        match self {
+    pub fn name(self) -> std::borrow::Cow<'static, str> {
+        let name = match self {
+            Self::OrderCreateSucceeded => "OrderCreateSucceeded",
+            Self::OrderCreateRefused(code) => return format!("OrderCreateRefused_{}", code.as_str()).into(),
+            Self::OrderCreateFailed => "OrderCreateFailed",
+            Self::OrdersCreated => "OrdersCreated",
+            Self::PaymentCreationLatency => "PaymentCreationLatency",
+            Self::StockCheck(StockKind::Local) => "StockCheckLocal",
+            Self::StockCheck(StockKind::Supplier) => "StockCheckSupplier",
+            Self::StockCheckFailed(StockKind::Local) => "StockCheckFailedLocal",
+            Self::StockCheckFailed(StockKind::Supplier) => "StockCheckFailedSupplier",
             Self::CallbackApplied => "CallbackApplied",
             Self::CallbackRetried => "CallbackRetried",
             Self::AmountMismatch => "CallbackAmountMismatch",
+            Self::LateSuccess => "LateSuccess",
             Self::RefundRequired => "RefundRequired",
             Self::RefundStarted => "RefundStarted",
             Self::RefundSucceeded => "RefundSucceeded",
             Self::RefundFailed => "RefundFailed",
+            Self::PaymentsExpired => "PaymentsExpired",
+            Self::OrdersCancelledBySweeper => "OrdersCancelledBySweeper",
             Self::AttentionOldestAgeSeconds => "AttentionOldestAgeSeconds",
+            Self::ColdStart => "ColdStart",
+        };
+        name.into()
+    }
+
+    /// Every metric whose name is fixed (a refusal's name carries its code).
+    pub const FIXED: [Metric; 20] = [
+        Self::OrderCreateSucceeded,
+        Self::OrderCreateFailed,
+        Self::OrdersCreated,
+        Self::PaymentCreationLatency,
+        Self::StockCheck(StockKind::Local),
+        Self::StockCheck(StockKind::Supplier),
+        Self::StockCheckFailed(StockKind::Local),
+        Self::StockCheckFailed(StockKind::Supplier),
+        Self::CallbackApplied,
+        Self::CallbackRetried,
+        Self::AmountMismatch,
+        Self::LateSuccess,
+        Self::RefundRequired,
+        Self::RefundStarted,
+        Self::RefundSucceeded,
+        Self::RefundFailed,
+        Self::PaymentsExpired,
+        Self::OrdersCancelledBySweeper,
+        Self::AttentionOldestAgeSeconds,
+        Self::ColdStart,
+    ];
+
+    /// The unit it is published in.
+    pub fn unit(self) -> MetricUnit {
+        match self {
+            Self::PaymentCreationLatency => MetricUnit::Milliseconds,
+            Self::AttentionOldestAgeSeconds => MetricUnit::Seconds,
+            _ => MetricUnit::Count,
         }
     }
 }
 
-/// Where metrics go (CloudWatch Embedded Metric Format in AWS).
+/// Where metrics go (CloudWatch Embedded Metric Format in AWS, one document per invocation).
 pub trait Metrics: Send + Sync {
-    /// Counts one occurrence.
-    fn count(&self, metric: Metric);
-    /// Records one measurement of `metric` (a gauge: an age, a size).
+    /// Counts `n` occurrences.
+    fn add(&self, metric: Metric, n: u64);
+    /// Records one measurement of `metric`: a duration observed, or a gauge set (an age, a size).
     fn measure(&self, metric: Metric, value: f64);
+    /// Counts one occurrence.
+    fn count(&self, metric: Metric) {
+        self.add(metric, 1);
+    }
+}
+
+/// Metrics that go nowhere.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoMetrics;
+
+impl Metrics for NoMetrics {
+    fn add(&self, _: Metric, _: u64) {}
+    fn measure(&self, _: Metric, _: f64) {}
 }
 
 /// Why the supplier could not answer.

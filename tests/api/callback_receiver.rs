@@ -146,6 +146,51 @@ async fn a_queue_that_cannot_take_the_event_is_503_so_the_provider_retries() {
 }
 
 #[tokio::test]
+async fn a_queue_down_answers_each_provider_its_own_way_so_it_retries() {
+    use testkit::providers::{AlipaySimulator, WechatPaySimulator};
+    let wechat = WechatPaySimulator::generate("PUB_KEY_ID_QUEUE_DOWN");
+    let alipay = AlipaySimulator::generate();
+    let mut rx = receiver(Arc::new(MemoryQueue {
+        down: true,
+        ..Default::default()
+    }));
+    rx.wechatpay = Some(Arc::new(wechat.config()));
+    rx.alipay = Some(Arc::new(alipay.config()));
+    let send = |path: &'static str, headers: Vec<(String, String)>, body: String| {
+        let rx = rx.clone();
+        async move {
+            let req = GatewayRequest {
+                method: "POST",
+                path,
+                route_key: "POST /api/payments/callback/",
+                headers,
+                body: body.as_bytes(),
+                request_id: "cb-request",
+                ..Default::default()
+            }
+            .into_request()
+            .unwrap();
+            let resp = payment_callback::handle_any(&rx, req).await;
+            let status = resp.status().as_u16();
+            (status, String::from_utf8(resp.body().to_vec()).unwrap())
+        }
+    };
+    let posted = wechat.notification("EV-queue-down", "pay_queue_down_1", "SUCCESS", 19_900);
+    let (status, text) = send("/api/payments/callback/wechatpay/", posted.headers, posted.body).await;
+    assert_eq!(
+        (status, text.as_str()),
+        (500, r#"{"code":"FAIL","message":"系统繁忙"}"#)
+    );
+    let form = alipay.notification("N-queue-down", "pay_queue_down_2", "TRADE_SUCCESS", "199.00");
+    let form_type = vec![(
+        "content-type".to_owned(),
+        "application/x-www-form-urlencoded".to_owned(),
+    )];
+    let (status, text) = send("/api/payments/callback/alipay/", form_type, form).await;
+    assert_eq!((status, text.as_str()), (200, "failure"));
+}
+
+#[tokio::test]
 async fn the_sqs_adapter_groups_by_payment_and_deduplicates_by_event_id() {
     let Some(endpoint) = e2e::emulator() else { return };
     let client = e2e::sqs_client(&endpoint);

@@ -88,8 +88,9 @@ impl RecordedMetrics {
 }
 
 impl Metrics for RecordedMetrics {
-    fn count(&self, metric: Metric) {
-        self.0.lock().expect("metrics").push(metric);
+    fn add(&self, metric: Metric, n: u64) {
+        let mut counted = self.0.lock().expect("metrics");
+        counted.extend(std::iter::repeat_n(metric, n as usize));
     }
 
     fn measure(&self, metric: Metric, value: f64) {

@@ -75,6 +75,33 @@ impl TestEnv {
         }
     }
 
+    /// Sets a product's reservation ledger in the store itself, as orders of it would have.
+    pub async fn set_reserved(&self, id: &ProductId, units: u32) {
+        match &self.raw {
+            Raw::Sqlite { path, .. } => {
+                let conn = rusqlite::Connection::open(path).expect("open sqlite");
+                conn.execute(
+                    "UPDATE products SET reserved = ?1 WHERE id = ?2",
+                    rusqlite::params![units, id.as_str()],
+                )
+                .expect("set reserved");
+            }
+            Raw::Dynamo { client, table } => {
+                use aws_sdk_dynamodb::types::AttributeValue;
+                client
+                    .update_item()
+                    .table_name(table)
+                    .key("pk", AttributeValue::S(format!("PRODUCT#{id}")))
+                    .key("sk", AttributeValue::S("#PRODUCT".into()))
+                    .update_expression("SET reserved = :n")
+                    .expression_attribute_values(":n", AttributeValue::N(units.to_string()))
+                    .send()
+                    .await
+                    .expect("set reserved");
+            }
+        }
+    }
+
     /// The SQLite database file, when the store is SQLite (for tests that reach under the adapter).
     pub fn sqlite_path(&self) -> Option<&Path> {
         match &self.raw {

@@ -9,7 +9,7 @@ use lambda_http::{Body, Request, Response};
 
 /// Handles one API Gateway request; every outcome, errors included, is a response.
 pub async fn handle(svc: &Services, req: Request) -> Response<Body> {
-    http::respond(req, |req| async move {
+    http::respond_storing_payment(svc, req, |req| async move {
         let user = http::caller(&req)?;
         let order_id = http::order_id(&req)?;
         let payment_id = http::payment_id(&req)?;

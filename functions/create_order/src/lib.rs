@@ -21,7 +21,7 @@ fn render(created: &Created) -> Result<Value, ServiceError> {
 
 /// Handles one API Gateway request; every outcome, errors included, is a response.
 pub async fn handle(svc: &Services, req: Request) -> Response<Body> {
-    http::respond(req, |req| async move {
+    http::respond_storing_payment(svc, req, |req| async move {
         http::create(svc, &req, ROUTE, parse_create_order, render).await
     })
     .await

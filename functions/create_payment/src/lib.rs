@@ -18,7 +18,7 @@ fn render(order: &Order, payment: &Payment) -> Value {
 
 /// Handles one API Gateway request; every outcome, errors included, is a response.
 pub async fn handle(svc: &Services, req: Request) -> Response<Body> {
-    http::respond(req, |req| async move {
+    http::respond_storing_payment(svc, req, |req| async move {
         // Who asks comes before which order (an anonymous request is 401, whatever order it names).
         http::caller(&req)?;
         let id = http::order_id(&req)?;

@@ -181,7 +181,64 @@ impl Catalog for DynamoStore {
         let mut wanted: Vec<keys::Key> = products.iter().map(keys::product).collect();
         wanted.push(keys::address(address));
         wanted.dedup();
-        let mut found: Vec<HashMap<String, AttributeValue>> = Vec::new();
+        let found = self.batch_get(wanted).await?;
+        let products = products
+            .iter()
+            .map(|id| {
+                found_item(&found, &keys::product(id))
+                    .map(from_item)
+                    .transpose()
+                    .map_err(backend)
+            })
+            .collect::<Result<Vec<Option<Product>>, _>>()?;
+        let address = found_item(&found, &keys::address(address))
+            .map(from_item)
+            .transpose()
+            .map_err(backend)?;
+        Ok((products, address))
+    }
+
+    /// `BatchGetItem`s of 100 keys (the most a request may name).
+    async fn products(&self, ids: &[ProductId]) -> Result<Vec<Option<Product>>, StoreError> {
+        let mut products = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(BATCH_GET_KEYS) {
+            let found = self.batch_get(chunk.iter().map(keys::product).collect()).await?;
+            for id in chunk {
+                products.push(
+                    found_item(&found, &keys::product(id))
+                        .map(from_item)
+                        .transpose()
+                        .map_err(backend)?,
+                );
+            }
+        }
+        Ok(products)
+    }
+}
+
+/// The most keys one `BatchGetItem` may name.
+const BATCH_GET_KEYS: usize = 100;
+/// The most items one `BatchWriteItem` may carry.
+const BATCH_WRITE_ITEMS: usize = 25;
+/// How often a bulk request is sent again for what DynamoDB left unprocessed (throttling), with
+/// backoff, before the load answers busy.
+const BULK_ATTEMPTS: u32 = 8;
+
+/// The item among `found` with the partition key of `key`.
+fn found_item(found: &[HashMap<String, AttributeValue>], key: &keys::Key) -> Option<HashMap<String, AttributeValue>> {
+    let pk_of = |item: &HashMap<String, AttributeValue>| match item.get(keys::PK) {
+        Some(AttributeValue::S(pk)) => Some(pk.clone()),
+        _ => None,
+    };
+    let pk = pk_of(key)?;
+    found.iter().find(|item| pk_of(item).as_ref() == Some(&pk)).cloned()
+}
+
+impl DynamoStore {
+    /// The items of `wanted` (at most 100 keys) with one consistent `BatchGetItem`; only keys DynamoDB
+    /// reports unprocessed are asked again, with backoff.
+    async fn batch_get(&self, mut wanted: Vec<keys::Key>) -> Result<Vec<HashMap<String, AttributeValue>>, StoreError> {
+        let mut found = Vec::new();
         let mut attempt = 0;
         while !wanted.is_empty() {
             attempt += 1;
@@ -210,26 +267,44 @@ impl Catalog for DynamoStore {
                 backoff(attempt).await;
             }
         }
-        let pk_of = |item: &HashMap<String, AttributeValue>| match item.get(keys::PK) {
-            Some(AttributeValue::S(pk)) => pk.clone(),
-            _ => String::new(),
-        };
-        let take = |key: &keys::Key| {
-            let pk = match key.get(keys::PK) {
-                Some(AttributeValue::S(pk)) => pk.clone(),
-                _ => String::new(),
-            };
-            found.iter().find(|item| pk_of(item) == pk).cloned()
-        };
-        let products = products
-            .iter()
-            .map(|id| take(&keys::product(id)).map(from_item).transpose().map_err(backend))
-            .collect::<Result<Vec<Option<Product>>, _>>()?;
-        let address = take(&keys::address(address))
-            .map(from_item)
-            .transpose()
-            .map_err(backend)?;
-        Ok((products, address))
+        Ok(found)
+    }
+
+    /// Puts `items` with `BatchWriteItem`s of 25; what DynamoDB leaves unprocessed (throttling) is sent
+    /// again with backoff, up to [`BULK_ATTEMPTS`] times a batch.
+    async fn batch_put(&self, items: Vec<HashMap<String, AttributeValue>>) -> Result<(), StoreError> {
+        use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+        for chunk in items.chunks(BATCH_WRITE_ITEMS) {
+            let mut pending = chunk
+                .iter()
+                .map(|item| {
+                    let put = PutRequest::builder()
+                        .set_item(Some(item.clone()))
+                        .build()
+                        .map_err(backend)?;
+                    Ok(WriteRequest::builder().put_request(put).build())
+                })
+                .collect::<Result<Vec<WriteRequest>, StoreError>>()?;
+            let mut attempt = 0;
+            while !pending.is_empty() {
+                attempt += 1;
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, std::mem::take(&mut pending))
+                    .send()
+                    .await
+                    .map_err(classify)?;
+                if let Some(left) = out.unprocessed_items.and_then(|mut u| u.remove(&self.table)) {
+                    if attempt >= BULK_ATTEMPTS {
+                        return Err(StoreError::Busy("batch write left items unprocessed".into()));
+                    }
+                    pending = left;
+                    backoff(attempt).await;
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -263,5 +338,21 @@ impl CatalogAdmin for DynamoStore {
 
     async fn upsert_address(&self, address: &Address) -> Result<(), StoreError> {
         self.put(address, keys::address(&address.id)).await
+    }
+
+    async fn create_products(&self, products: &[Product]) -> Result<(), StoreError> {
+        let items = products
+            .iter()
+            .map(|product| super::item(product, keys::product(&product.id), []))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.batch_put(items).await
+    }
+
+    async fn upsert_addresses(&self, addresses: &[Address]) -> Result<(), StoreError> {
+        let items = addresses
+            .iter()
+            .map(|address| super::item(address, keys::address(&address.id), []))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.batch_put(items).await
     }
 }

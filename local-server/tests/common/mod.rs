@@ -51,7 +51,49 @@ pub fn spawn(args: &[&str], data: &std::path::Path) -> (Spawned, String) {
         .args(args)
         .env("LOCAL_DATA_DIR", data)
         .env_remove("PAYMENT_CALLBACK_SECRETS");
-    let (child, base, lines) = launch(server);
+    spawned(server)
+}
+
+/// Starts `command` as [`launch`] does, its stdout drained and dropped.
+#[allow(dead_code)] // (not every test binary starts its servers this way)
+pub fn spawned(command: Command) -> (Spawned, String) {
+    let (child, base, lines) = launch(command);
     std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
     (Spawned(child), base)
+}
+
+/// The URL, headers and body of a curl command printed by a signing helper.
+#[allow(dead_code)]
+pub fn parse_curl(curl: &str) -> (String, Vec<(String, String)>, String) {
+    let quoted_after = |flag: &str| -> Vec<String> {
+        curl.match_indices(flag)
+            .map(|(at, _)| curl[at + flag.len()..].split('\'').next().unwrap().to_owned())
+            .collect()
+    };
+    let url = curl
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap()
+        .to_owned();
+    let headers = quoted_after("-H '")
+        .into_iter()
+        .map(|h| {
+            let (name, value) = h.split_once(": ").unwrap();
+            (name.to_owned(), value.to_owned())
+        })
+        .collect();
+    let body = quoted_after("-d '").pop().unwrap();
+    (url, headers, body)
+}
+
+/// Runs a signing helper with the given provider keys file; the curl command it printed.
+#[allow(dead_code)]
+pub fn helper(keys: &str, args: &[&str]) -> String {
+    let out = command()
+        .args(["--provider-keys", keys])
+        .args(args)
+        .output()
+        .expect("run helper");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
 }

@@ -78,12 +78,20 @@ pub async fn apply_callback(
         None => None,
         Some(order_id) => {
             let (event, now) = (event.clone(), clock.now());
-            update_with(updates, &order_id, move |state| event_outcome(state, &event, now))
-                .await?
-                .without_key()?
+            update_with(updates, &order_id, move |state| {
+                let (outcome, change) = event_outcome(state, &event, now);
+                let late = matches!(outcome, CallbackOutcome::Applied(..) | CallbackOutcome::RefundRequired)
+                    && late_success(state, &event);
+                ((outcome, late), change)
+            })
+            .await?
+            .without_key()?
         }
     };
-    let outcome = outcome.unwrap_or(CallbackOutcome::UnknownPayment);
+    let (outcome, late) = outcome.unwrap_or((CallbackOutcome::UnknownPayment, false));
+    if late {
+        metrics.count(Metric::LateSuccess);
+    }
     let (event_id, payment_id) = (event.event_id.as_str(), event.payment_id.as_str());
     match outcome {
         CallbackOutcome::Applied(payment, order) => {
@@ -128,6 +136,20 @@ pub async fn apply_callback(
     }
     metrics.count(Metric::CallbackApplied);
     Ok(outcome)
+}
+
+/// Whether `event` is a success for a payment this service had already let go: expired or failed, or
+/// its order cancelled (docs/api.md §8, late successes).
+fn late_success(state: &OrderWithPayments, event: &PaymentEvent) -> bool {
+    event.status == ReportedStatus::Succeeded
+        && state
+            .payments
+            .iter()
+            .find(|p| p.id == event.payment_id)
+            .is_some_and(|payment| {
+                matches!(payment.status, PaymentStatus::Expired | PaymentStatus::Failed)
+                    || state.order.status == OrderStatus::Cancelled && payment.status.is_open()
+            })
 }
 
 /// docs/api.md §8 as one pure function of the order's state: what the event means for its payment and

@@ -12,7 +12,7 @@ use crate::order::{Order, OrderDraft};
 use crate::payment::Payment;
 use crate::placement::{NewOrder, Placement};
 use crate::ports::PlaceError;
-use crate::ports::{Catalog, Clock, OrderStore, SupplierStock};
+use crate::ports::{Catalog, Clock, Metric, Metrics, OrderStore, StockKind, SupplierStock};
 use crate::usecases::idempotent::{at_most_once, Answered, Attempt};
 use crate::usecases::request::CreateOrders;
 
@@ -28,6 +28,8 @@ pub struct Placing<'a> {
     pub supplier: &'a dyn SupplierStock,
     /// The time.
     pub clock: &'a dyn Clock,
+    /// Stock checks and their failures are counted here.
+    pub metrics: &'a dyn Metrics,
 }
 
 /// What a successful create returns, orders and payments in request order.
@@ -135,8 +137,20 @@ async fn place(
             idempotency: record,
         };
 
-        match ports.orders.place(&placement).await {
-            Ok(()) => return Ok(Attempt::Made(created)),
+        let local_lines = products.iter().filter(|p| p.stock_source == StockSource::Local).count() as u64;
+        ports.metrics.add(Metric::StockCheck(StockKind::Local), local_lines);
+        let placed = ports.orders.place(&placement).await;
+        if matches!(placed, Err(PlaceError::Store(_))) {
+            ports
+                .metrics
+                .add(Metric::StockCheckFailed(StockKind::Local), local_lines);
+        }
+        match placed {
+            Ok(()) => {
+                let ids: Vec<&str> = created.orders.iter().map(|o| o.id.as_str()).collect();
+                tracing::info!(user_id = %user, order_ids = %ids.join(","), "orders created");
+                return Ok(Attempt::Made(created));
+            }
             Err(PlaceError::Replay(response)) => return Ok(Attempt::KeyAnswered(KeyUse::Replay(response))),
             Err(PlaceError::KeyReused) => return Ok(Attempt::KeyAnswered(KeyUse::Reused)),
             // What was read (perhaps from a warm cache) no longer holds: forget it, read afresh, try once more.
@@ -175,11 +189,11 @@ async fn check_supplier_stock(
             figures.push(None);
             continue;
         }
-        let available = ports
-            .supplier
-            .available(&product.id)
-            .await
-            .map_err(|e| ServiceError::SupplierUnavailable(Box::new(e)))?;
+        ports.metrics.count(Metric::StockCheck(StockKind::Supplier));
+        let available = ports.supplier.available(&product.id).await.map_err(|e| {
+            ports.metrics.count(Metric::StockCheckFailed(StockKind::Supplier));
+            ServiceError::SupplierUnavailable(Box::new(e))
+        })?;
         if available < line.quantity.get() {
             shortages.push(Shortage {
                 product_id: product.id.clone(),

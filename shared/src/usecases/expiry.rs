@@ -7,7 +7,7 @@ use serde_json::json;
 use crate::change::{Change, OrderWithPayments};
 use crate::closing::{Closings, Guard, LetGo, CLOSE_GRACE_MINUTES};
 use crate::payment::PaymentStatus;
-use crate::ports::{Due, ExpiryIndex, StoreError};
+use crate::ports::{Due, ExpiryIndex, Metric, StoreError};
 use crate::time::Timestamp;
 use crate::usecases::cancel::cancellation;
 use crate::usecases::closing::{let_go, Closer};
@@ -147,6 +147,10 @@ pub async fn sweep(
         complete = report.complete,
         "expiry sweep finished"
     );
+    // A cancelled order's open payments expire with it.
+    let metrics = closer.metrics;
+    metrics.add(Metric::OrdersCancelledBySweeper, report.cancelled as u64);
+    metrics.add(Metric::PaymentsExpired, (report.cancelled + report.expired) as u64);
     Ok(report)
 }
 

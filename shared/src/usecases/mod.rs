@@ -121,6 +121,7 @@ impl Services {
             orders: self.orders.as_ref(),
             supplier: self.supplier.as_ref(),
             clock: self.clock.as_ref(),
+            metrics: self.metrics.as_ref(),
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod bad_requests;
 pub mod batch;
 pub mod cache;
 pub mod callbacks;
+pub mod catalog;
 pub mod checkout;
 pub mod closing;
 pub mod idempotency;
@@ -42,6 +43,8 @@ macro_rules! conformance {
 }
 
 conformance!(
+    catalog::a_large_catalogue_loads_in_bulk_and_a_reload_changes_only_what_changed,
+    catalog::refused_entries_are_reported_and_the_rest_loaded,
     orders::create_order_writes_order_payment_and_takes_stock,
     orders::get_order_returns_the_order_with_its_payments,
     orders::get_order_hides_other_users_orders_and_unknown_ids,
