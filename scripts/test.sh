@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's one test command (README and .ci/run call exactly this).
-#  1. installs the pinned test tools (moto[server], cfn-lint, aws-sam-cli, openapi-spec-validator) into ./.venv from PyPI,
+#  1. installs the pinned test tools (moto[server], cfn-lint, aws-sam-cli,
+#     openapi-spec-validator, schemathesis) into ./.venv from PyPI,
 #  2. lints template.yaml with cfn-lint, and validates it with `sam validate --lint` (any error fails);
 #     validates docs/openapi.yaml with openapi-spec-validator,
 #  3. checks formatting and clippy (warnings are errors),
