@@ -211,10 +211,16 @@ impl PaymentEvent {
                 None
             }
         });
+        // A payment's own statuses only: refund outcomes come from a provider's refund notification
+        // (docs/api.md §8, §17), never from the generic format.
         let status = status.and_then(|t| {
             serde_json::from_value::<ReportedStatus>(Value::String(t))
-                .map_err(|_| bad("status", "must be one of processing, succeeded, failed".into()))
                 .ok()
+                .filter(|s| s.refund_state("").is_none())
+                .or_else(|| {
+                    bad("status", "must be one of processing, succeeded, failed".into());
+                    None
+                })
         });
         let occurred_at = occurred_at.and_then(|t| {
             Timestamp::parse(&t)
@@ -463,6 +469,26 @@ mod tests {
             names,
             ["event_id", "payment_id", "provider_txn_id", "occurred_at", "status"]
         );
+    }
+
+    #[test]
+    fn the_generic_format_carries_a_payments_own_statuses_only() {
+        let with = |status: &str| {
+            let mut body: Value = serde_json::from_slice(BODY).unwrap();
+            body["status"] = Value::String(status.into());
+            PaymentEvent::parse_generic(body.to_string().as_bytes())
+        };
+        for status in ["processing", "succeeded", "failed"] {
+            assert!(with(status).is_ok(), "{status}");
+        }
+        // Refund outcomes come only from a provider's refund notification (found by the hostile-input
+        // table: a signed generic "refunded" was enqueued).
+        for status in ["refunded", "refund_abnormal", "refund_closed"] {
+            let Err(GenericBodyError::Fields(fields)) = with(status) else {
+                panic!("{status} accepted")
+            };
+            assert_eq!(fields[0].field, "status", "{status}");
+        }
     }
 
     #[test]
