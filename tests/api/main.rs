@@ -5,6 +5,7 @@ mod callback_receiver;
 mod conformance;
 mod faults;
 mod gateway_events;
+mod history;
 mod provider_vectors;
 mod round_trips;
 mod schema;

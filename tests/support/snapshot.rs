@@ -203,10 +203,33 @@ impl TestEnv {
 
     /// Every order and payment in the store, read raw (not through the port under test).
     pub async fn records(&self) -> (Vec<Order>, Vec<Payment>) {
-        let snapshot = self.snapshot().await;
+        let (orders, payments, _) = self.state().await;
+        (orders, payments)
+    }
+
+    /// Every order, payment and product's stock in the store, from one raw read of all of it.
+    pub async fn state(&self) -> (Vec<Order>, Vec<Payment>, BTreeMap<String, u64>) {
+        records_of(self.snapshot().await)
+    }
+}
+
+/// Every order, payment and product's stock in the SQLite database at `path`, read raw.
+pub fn sqlite_records(path: &Path) -> (Vec<Order>, Vec<Payment>, BTreeMap<String, u64>) {
+    records_of(sqlite_snapshot(path))
+}
+
+/// The orders, payments and stock figures in a raw snapshot of either store.
+fn records_of(snapshot: BTreeMap<String, Value>) -> (Vec<Order>, Vec<Payment>, BTreeMap<String, u64>) {
+    {
         let mut orders = Vec::new();
         let mut payments = Vec::new();
+        let mut stock = BTreeMap::new();
         for (key, value) in snapshot {
+            if key.starts_with("products|") || key.ends_with("|#PRODUCT") {
+                let id = value["id"].as_str().expect("a product's id").to_owned();
+                stock.insert(id, value["stock"].as_u64().expect("a product's stock"));
+                continue;
+            }
             let is_order = key.starts_with("orders|") || key.ends_with("|#ORDER");
             let is_payment = key.starts_with("payments|") || key.contains("|PAYMENT#");
             // SQLite rows keep the record in their `doc` column; DynamoDB items are the record.
@@ -220,6 +243,6 @@ impl TestEnv {
                 payments.push(serde_json::from_value(record).expect("payment record"));
             }
         }
-        (orders, payments)
+        (orders, payments, stock)
     }
 }

@@ -33,6 +33,16 @@ pub(crate) struct Fakes {
 /// `env` with WeChat Pay and Alipay (QR, close, query) faked over HTTP; a fridge (3299.00, 100 in stock)
 /// and Alice's address.
 pub(crate) async fn with_providers(env: TestEnv) -> (TestEnv, Fakes) {
+    let (providers, fakes) = fake_providers().await;
+    let env = env.with_gateway(Arc::new(providers));
+    env.product("fridge", "3299.00", 100).await;
+    env.address("alice-home", "alice").await;
+    (env, fakes)
+}
+
+/// WeChat Pay and Alipay (page links, QR, close, query, refund) faked over HTTP, each with its own keys,
+/// and the gateway configured to use them (no bank account).
+pub(crate) async fn fake_providers() -> (Providers, Fakes) {
     let (merchant, app_key) = (SigningKey::generate(), SigningKey::generate());
     let wechat_sim = WechatPaySimulator::generate("PUB_KEY_ID_0114232134912410000000000001");
     let alipay_sim = AlipaySimulator::generate();
@@ -76,21 +86,19 @@ pub(crate) async fn with_providers(env: TestEnv) -> (TestEnv, Fakes) {
     let alipay_client = AlipayClient::new(app, alipay_platform, timeout)
         .unwrap()
         .with_breaker(1000, Duration::from_millis(100));
-    let env = env.with_gateway(Arc::new(Providers {
+    let providers = Providers {
         wechatpay: Some(wechat_client),
         alipay_api: Some(alipay_client),
         alipay: Some(page_app),
         ..Providers::default()
-    }));
-    env.product("fridge", "3299.00", 100).await;
-    env.address("alice-home", "alice").await;
+    };
     let fakes = Fakes {
         wechat,
         alipay,
         wechat_verifier,
         alipay_verifier,
     };
-    (env, fakes)
+    (providers, fakes)
 }
 
 /// A pending order of one fridge paid by `method` within 30 minutes, checked out in `scene`: its order

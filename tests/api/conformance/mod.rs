@@ -53,6 +53,7 @@ conformance!(
     oversell::two_hundred_concurrent_buyers_never_oversell,
     oversell::concurrent_batches_over_shared_products_never_oversell,
     oversell::concurrent_buyers_never_take_more_than_the_supplier_has,
+    oversell::five_thousand_buyers_of_a_thousand_units_sell_exactly_the_stock,
     batch::one_short_product_writes_nothing_and_every_short_product_is_listed,
     batch::duplicate_lines_are_merged,
     batch::the_largest_batch_fits_one_write_and_one_more_is_refused,

@@ -211,3 +211,80 @@ fn results_order<'a>(orders: &'a [domain::Order], product: &domain::ProductId) -
         .find(|o| &o.product_id == product)
         .expect("an order of the product")
 }
+
+/// Contention at scale (docs/testing.md, "Contention"): one product with 1,000 units and 5,000 shoppers,
+/// each with their own address, buying one each through the real handler at once (on DynamoDB at most
+/// 200 requests in flight: moto serves one request at a time, and more only queue there). Exactly 1,000
+/// orders, 4,000 `409`s with the true figure (0), stock 0, each order with its one payment; the time to
+/// sell out is printed for BENCHMARKS.md.
+pub async fn five_thousand_buyers_of_a_thousand_units_sell_exactly_the_stock(env: TestEnv) {
+    const STOCK: u32 = 1_000;
+    const BUYERS: usize = 5_000;
+    let store = if env.table_name().is_some() {
+        "dynamodb"
+    } else {
+        "sqlite"
+    };
+    let product = env.product("flash-fridge", "1999.00", STOCK).await;
+    let addresses: Vec<domain::catalog::Address> = (0..BUYERS)
+        .map(|i| domain::catalog::Address {
+            id: domain::AddressId::parse(&format!("addr-{i}")).unwrap(),
+            user_id: domain::UserId::parse(&format!("user-{i}")).unwrap(),
+            fields: serde_json::Map::new(),
+        })
+        .collect();
+    env.admin.upsert_addresses(&addresses).await.expect("addresses");
+    let env = Arc::new(env);
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(if store == "dynamodb" {
+        200
+    } else {
+        BUYERS
+    }));
+
+    // When all 5,000 buy one at once
+    let started = std::time::Instant::now();
+    let tasks = (0..BUYERS).map(|i| {
+        let (env, in_flight) = (Arc::clone(&env), Arc::clone(&in_flight));
+        tokio::spawn(async move {
+            let _permit = in_flight.acquire().await.expect("semaphore");
+            let body = json!({"product_id": "flash-fridge", "address_id": format!("addr-{i}"), "quantity": 1});
+            let answer = create_order(&env, Some(&format!("user-{i}")), &body).await;
+            (answer, started.elapsed())
+        })
+    });
+    let results: Vec<((u16, serde_json::Value), std::time::Duration)> =
+        join_all(tasks).await.into_iter().map(|r| r.expect("task")).collect();
+    let all_answered = started.elapsed();
+
+    // Then exactly the stock is sold, everyone else is told 0 are left, and the books balance
+    let sold_out = results
+        .iter()
+        .filter(|((s, _), _)| *s == 201)
+        .map(|(_, at)| *at)
+        .max()
+        .unwrap_or_default();
+    let created = results.iter().filter(|((s, _), _)| *s == 201).count();
+    let odd = results.iter().find(|((s, _), _)| *s != 201 && *s != 409);
+    assert_eq!(created, STOCK as usize, "{odd:?}");
+    for ((status, body), _) in results.iter().filter(|((s, _), _)| *s != 201) {
+        assert_eq!(*status, 409, "{body}");
+        assert_eq!(
+            body["error"]["details"],
+            json!([{"product_id": "flash-fridge", "requested": 1, "available": 0}])
+        );
+    }
+    assert_eq!(env.stock(&product).await, 0);
+    let (orders, payments) = env.records().await;
+    assert_eq!(orders.len(), STOCK as usize);
+    let paying: std::collections::BTreeSet<_> = payments.iter().map(|p| p.order_id.clone()).collect();
+    assert_eq!(payments.len(), orders.len());
+    assert!(
+        orders.iter().all(|o| paying.contains(&o.id)),
+        "every order has its payment"
+    );
+    println!(
+        "{store}: {BUYERS} buyers of {STOCK} units: sold out after {:.2} s, all answered after {:.2} s",
+        sold_out.as_secs_f64(),
+        all_answered.as_secs_f64()
+    );
+}
