@@ -4,7 +4,8 @@
 #     openapi-spec-validator, schemathesis) into ./.venv from PyPI,
 #  2. lints template.yaml with cfn-lint, and validates it with `sam validate --lint` (any error fails);
 #     validates docs/openapi.yaml with openapi-spec-validator,
-#  3. checks formatting and clippy (warnings are errors),
+#  3. checks formatting and clippy (warnings are errors), and runs every fuzz target for 10,000
+#     executions (scripts/fuzz.sh smoke: the pinned cargo-fuzz, the nightly toolchain),
 #  4. installs what the browser test needs (scripts/browser.sh: Debian's chromium and CJK fonts, and the
 #     pinned playwright-core from npm),
 #  5. runs every Rust test in the workspace. The DynamoDB tests start moto's server themselves
@@ -27,9 +28,14 @@ echo "== openapi-spec-validator docs/openapi.yaml"
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
+(cd fuzz && cargo fmt -- --check)
 
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "== fuzz smoke"
+# Every fuzz target for 10,000 executions (scripts/fuzz.sh installs the pinned cargo-fuzz).
+scripts/fuzz.sh smoke
 
 echo "== browser test tools"
 scripts/browser.sh

@@ -305,7 +305,7 @@ impl OrderStore for SqliteStore {
                 Some(record) => placement.key_use(read_idempotency(&tx, &record.user_id, &record.key)?.as_ref()),
                 None => KeyUse::Fresh,
             };
-            if let Err(refusal) = placement.refusal(key_use, &checks, address_ok) {
+            if let Err(refusal) = placement.refusal(false, key_use, &checks, address_ok) {
                 return Ok(Err(refusal));
             }
             if let Some(record) = &placement.idempotency {

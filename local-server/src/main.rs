@@ -91,6 +91,8 @@ pub struct DataPaths {
     pub cursor_secret: PathBuf,
     /// The fake supplier's figures.
     pub supplier: PathBuf,
+    /// The callback queue's journal: messages acknowledged and not yet delivered.
+    pub queue: PathBuf,
 }
 
 /// The workspace this server was built in (the parent of this crate's folder).
@@ -113,6 +115,7 @@ impl Args {
                 .unwrap_or_else(|| dir.join("dev-providers.json")),
             secret_file: self.secret_file.clone().unwrap_or_else(|| dir.join("callback-secret")),
             cursor_secret: dir.join("cursor-secret"),
+            queue: dir.join("callback-queue.sqlite3"),
             supplier: dir.join("fake-supplier.json"),
             dir,
         }
@@ -418,7 +421,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
              `cargo run -p local-server -- sign-callback` signs with it");
     }
     let (wechatpay, alipay) = provider_settings(&paths)?;
-    let queue = queue::LocalQueue::new(std::time::Duration::from_millis(200));
+    let queue = queue::LocalQueue::durable(std::time::Duration::from_millis(200), &paths.queue)?;
     let processor = services.clone();
     tokio::spawn(queue.clone().consume(move |event| {
         let processor = processor.clone();

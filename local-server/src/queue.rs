@@ -3,7 +3,9 @@
 //! FIFO: deduplication by id within a group for five minutes (the template's `DeduplicationScope:
 //! messageGroup`), one group's messages in order and never two batches of
 //! a group in flight, failed messages redelivered (here after a backoff) and moved to a dead-letter
-//! list after five receives.
+//! list after five receives. And like SQS, durable: a message it acknowledged is kept in a SQLite
+//! journal in the data folder until it has been delivered (or dead-lettered), so one the process had
+//! taken but not yet applied is delivered after a restart, even after a crash.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -40,21 +42,124 @@ struct State {
     seen: HashMap<(String, String), Instant>,
 }
 
+/// Where a durable queue keeps its messages until they are settled: a SQLite file of its own (the store
+/// may be DynamoDB), one row per message, in the order they were sent.
+struct Journal(Mutex<rusqlite::Connection>);
+
+impl Journal {
+    fn open(path: &std::path::Path) -> rusqlite::Result<Journal> {
+        let conn = rusqlite::Connection::open(path)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             CREATE TABLE IF NOT EXISTS messages (
+                 seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+                 id       TEXT NOT NULL UNIQUE,
+                 grp      TEXT NOT NULL,
+                 dedup    TEXT NOT NULL,
+                 body     TEXT NOT NULL,
+                 receives INTEGER NOT NULL
+             );",
+        )?;
+        Ok(Journal(Mutex::new(conn)))
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, rusqlite::Connection> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The messages not yet settled, oldest first, visible at once.
+    fn pending(&self) -> rusqlite::Result<Vec<Message>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT id, grp, dedup, body, receives FROM messages ORDER BY seq")?;
+        let rows = stmt.query_map([], |row| {
+            Ok(Message {
+                id: row.get(0)?,
+                group: row.get(1)?,
+                dedup_id: row.get(2)?,
+                body: row.get(3)?,
+                receives: row.get(4)?,
+                visible_at: Instant::now(),
+                in_flight: false,
+            })
+        })?;
+        rows.collect()
+    }
+
+    fn put(&self, message: &Message) -> rusqlite::Result<()> {
+        self.conn().execute(
+            "INSERT INTO messages (id, grp, dedup, body, receives) VALUES (?1, ?2, ?3, ?4, ?5)",
+            rusqlite::params![
+                message.id,
+                message.group,
+                message.dedup_id,
+                message.body,
+                message.receives
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn received(&self, id: &str, receives: u32) {
+        let done = self.conn().execute(
+            "UPDATE messages SET receives = ?2 WHERE id = ?1",
+            rusqlite::params![id, receives],
+        );
+        if let Err(err) = done {
+            tracing::error!(message_id = id, error = %err, "could not record a receive in the queue's journal");
+        }
+    }
+
+    fn remove(&self, id: &str) {
+        if let Err(err) = self.conn().execute("DELETE FROM messages WHERE id = ?1", [id]) {
+            tracing::error!(message_id = id, error = %err, "could not settle a message in the queue's journal");
+        }
+    }
+}
+
 /// The in-process FIFO queue.
 #[derive(Clone, Default)]
 pub struct LocalQueue {
     state: Arc<Mutex<State>>,
     wake: Arc<Notify>,
     retry_base: Duration,
+    journal: Option<Arc<Journal>>,
 }
 
 impl LocalQueue {
-    /// A queue whose failed messages wait `retry_base`, doubled per receive, before redelivery.
+    /// A queue whose failed messages wait `retry_base`, doubled per receive, before redelivery; kept in
+    /// memory only (the tests' queue).
+    #[cfg(test)]
     pub fn new(retry_base: Duration) -> Self {
         LocalQueue {
             retry_base,
             ..Default::default()
         }
+    }
+
+    /// [`LocalQueue::new`], its messages kept in the journal at `path` until settled: those a previous
+    /// process left there are delivered first (and deduplicated against from now on).
+    pub fn durable(retry_base: Duration, path: &std::path::Path) -> rusqlite::Result<Self> {
+        let journal = Journal::open(path)?;
+        let pending = journal.pending()?;
+        if !pending.is_empty() {
+            tracing::info!(messages = pending.len(), journal = %path.display(), "callback messages left by the last run, delivering them");
+        }
+        let queue = LocalQueue {
+            retry_base,
+            journal: Some(Arc::new(journal)),
+            ..Default::default()
+        };
+        {
+            let mut state = queue.lock();
+            let now = Instant::now();
+            for message in &pending {
+                state
+                    .seen
+                    .insert((message.group.clone(), message.dedup_id.clone()), now);
+            }
+            state.messages = pending;
+        }
+        Ok(queue)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -116,6 +221,9 @@ impl LocalQueue {
             };
             if !failed.contains(&id) {
                 messages.remove(at);
+                if let Some(journal) = &self.journal {
+                    journal.remove(id);
+                }
                 continue;
             }
             let message = &mut messages[at];
@@ -124,8 +232,14 @@ impl LocalQueue {
                 tracing::error!(message_id = id, group = %message.group, receives = message.receives, body = %message.body,
                     "callback message dead-lettered after its last receive");
                 messages.remove(at);
+                if let Some(journal) = &self.journal {
+                    journal.remove(id);
+                }
             } else {
                 message.visible_at = Instant::now() + self.retry_base * 2u32.pow(message.receives - 1);
+                if let Some(journal) = &self.journal {
+                    journal.received(id, message.receives);
+                }
             }
         }
     }
@@ -167,8 +281,7 @@ impl CallbackQueue for LocalQueue {
             if state.seen.contains_key(&key) {
                 return Ok(Enqueued::Duplicate);
             }
-            state.seen.insert(key, now);
-            state.messages.push(Message {
+            let message = Message {
                 id: uuid::Uuid::new_v4().to_string(),
                 group: event.payment_id.to_string(),
                 dedup_id: event.event_id.to_string(),
@@ -176,7 +289,13 @@ impl CallbackQueue for LocalQueue {
                 receives: 0,
                 visible_at: now,
                 in_flight: false,
-            });
+            };
+            // Kept before it is acknowledged: a journal that cannot take it is a queue that is down.
+            if let Some(journal) = &self.journal {
+                journal.put(&message).map_err(|e| QueueUnavailable(Box::new(e)))?;
+            }
+            state.seen.insert(key, now);
+            state.messages.push(message);
         }
         self.wake.notify_one();
         Ok(Enqueued::Taken)
@@ -298,6 +417,29 @@ mod tests {
         assert_eq!(groups, ["pay_d", "pay_e"], "deduplicated within a payment's group only");
         let seen = run(queue.clone(), &[], 2).await;
         assert_eq!(receives_of(&seen, "shared"), [(1, true), (1, true)]);
+    }
+
+    #[tokio::test]
+    async fn a_durable_queue_keeps_what_it_acknowledged_until_it_is_delivered() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("queue.sqlite3");
+        let queue = LocalQueue::durable(Duration::from_millis(1), &path).unwrap();
+        for e in [event("pay_f", "f1"), event("pay_f", "f2"), event("pay_g", "g1")] {
+            queue.enqueue(&e).await.unwrap();
+        }
+        drop(queue);
+
+        // A new process finds all three, in order, and still drops a duplicate at the door
+        let queue = LocalQueue::durable(Duration::from_millis(1), &path).unwrap();
+        let kept: Vec<String> = queue.lock().messages.iter().map(|m| m.dedup_id.clone()).collect();
+        assert_eq!(kept, ["f1", "f2", "g1"]);
+        assert!(matches!(queue.enqueue(&event("pay_f", "f1")).await, Ok(Enqueued::Duplicate)));
+        // f1 fails once and comes back; once all are delivered, nothing is left for the next process
+        let seen = run(queue.clone(), &[("f1", 1)], 5).await;
+        assert_eq!(receives_of(&seen, "f1"), [(1, false), (2, true)]);
+        drop(queue);
+        let queue = LocalQueue::durable(Duration::from_millis(1), &path).unwrap();
+        assert!(queue.lock().messages.is_empty());
     }
 
     #[tokio::test]

@@ -91,7 +91,16 @@ impl Placement {
     /// The one refusal a failed placement answers with: a key that already answered (replay, or `422`
     /// if for another request) before anything else; then, in the seed's order of checks, an
     /// unavailable product, the address, a stale read, every short product. `Ok` when nothing failed.
-    pub fn refusal(&self, key: KeyUse, checks: &[LineCheck], address_ok: bool) -> Result<(), PlaceError> {
+    ///
+    /// `landed`: the store already holds this placement's own orders or payments. Their ids were made
+    /// for this placement alone, so only an earlier attempt of this same write can have put them there:
+    /// one whose answer was lost after the store committed it (a connection reset, a timeout), sent
+    /// again. The write is one transaction, so it landed whole: nothing was refused, whatever else the
+    /// conditions now find (the stock it took, the key it stored).
+    pub fn refusal(&self, landed: bool, key: KeyUse, checks: &[LineCheck], address_ok: bool) -> Result<(), PlaceError> {
+        if landed {
+            return Ok(());
+        }
         match key {
             KeyUse::Fresh => {}
             KeyUse::Replay(response) => return Err(PlaceError::Replay(response)),

@@ -2,10 +2,15 @@
 //! kept out of the production crates (no Lambda function depends on this crate, so none links axum or a
 //! signing key generator).
 
+#[cfg(feature = "servers")]
 pub mod controls;
+#[cfg(feature = "servers")]
 pub mod counter;
+#[cfg(feature = "servers")]
 pub mod fake_alipay;
+#[cfg(feature = "servers")]
 pub mod fake_supplier;
+#[cfg(feature = "servers")]
 pub mod fake_wechatpay;
 pub mod generic;
 pub mod providers;

@@ -149,10 +149,29 @@ impl WechatPaySimulator {
         original_type: &str,
         resource: &serde_json::Value,
     ) -> String {
+        Self::sealed_bytes(
+            id,
+            apiv3_key,
+            event_type,
+            summary,
+            original_type,
+            resource.to_string().as_bytes(),
+        )
+    }
+
+    /// [`Self::sealed`] for any plaintext, JSON or not (the fuzz targets seal what they are given).
+    pub fn sealed_bytes(
+        id: &str,
+        apiv3_key: &str,
+        event_type: &str,
+        summary: &str,
+        original_type: &str,
+        plaintext: &[u8],
+    ) -> String {
         let nonce: String = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
         let associated_data = original_type;
         let key = UnboundKey::new(&AES_256_GCM, apiv3_key.as_bytes()).expect("a 32-byte key");
-        let mut sealed = resource.to_string().into_bytes();
+        let mut sealed = plaintext.to_vec();
         LessSafeKey::new(key)
             .seal_in_place_append_tag(
                 Nonce::try_assume_unique_for_key(nonce.as_bytes()).expect("12 bytes"),

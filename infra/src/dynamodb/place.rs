@@ -149,16 +149,18 @@ impl DynamoStore {
         Ok((items, actions))
     }
 
-    /// Turns the cancellation reasons into the placement's refusal; `None` when only conflicts (or
-    /// throttling) cancelled it, which is worth another try.
+    /// Turns the cancellation reasons into the placement's outcome as the domain judges it: `Ok` when
+    /// the write had landed already (an earlier attempt whose answer was lost), else its refusal; `None`
+    /// when only conflicts (or throttling) cancelled it, which is worth another try.
     fn refusal(
         placement: &Placement,
         actions: &[Action],
         reasons: &[CancellationReason],
-    ) -> Result<Option<PlaceError>, StoreError> {
+    ) -> Result<Option<Result<(), PlaceError>>, StoreError> {
         let mut checks = vec![LineCheck::Ok; placement.orders.len()];
         let mut address_ok = true;
         let mut refused = false;
+        let mut landed = false;
         let mut key_use = KeyUse::Fresh;
         for (action, reason) in actions.iter().zip(reasons) {
             match reason.code() {
@@ -181,7 +183,7 @@ impl DynamoStore {
                         return Err(backend("product condition failed without a returned item"));
                     }
                 }
-                Action::Record => return Err(backend("an order or payment id already exists")),
+                Action::Record => landed = true,
                 Action::Idempotency => {
                     let existing: Option<IdempotencyRecord> = reason
                         .item()
@@ -198,8 +200,19 @@ impl DynamoStore {
         if !refused {
             return Ok(None);
         }
-        Ok(placement.refusal(key_use, &checks, address_ok).err())
+        Ok(Some(placement.refusal(landed, key_use, &checks, address_ok)))
     }
+}
+
+/// The `ClientRequestToken` of one attempt of a placement: DynamoDB answers a request sent again with
+/// the same token (the SDK's own retries of an attempt whose answer was lost) with success, without
+/// applying it twice, for ten minutes. Each of the adapter's own attempts (after a conflict, which
+/// applied nothing) gets its own. The placement's first order id is unique to it; its 32 hex digits and
+/// the attempt number fit the token's 36 characters.
+fn request_token(placement: &Placement, attempt: u32) -> String {
+    let id = placement.orders.first().map_or("", |line| line.order.id.as_str());
+    let digits = id.rsplit('_').next().unwrap_or(id);
+    format!("{digits}-{attempt}")
 }
 
 #[async_trait]
@@ -213,6 +226,7 @@ impl OrderStore for DynamoStore {
                 .client
                 .transact_write_items()
                 .set_transact_items(Some(items.clone()))
+                .client_request_token(request_token(placement, attempt))
                 .send()
                 .await;
             let err = match sent {
@@ -230,8 +244,8 @@ impl OrderStore for DynamoStore {
             // ends it.
             match canceled {
                 Some(reasons) => {
-                    if let Some(refusal) = Self::refusal(placement, &actions, &reasons)? {
-                        return Err(refusal);
+                    if let Some(judged) = Self::refusal(placement, &actions, &reasons)? {
+                        return judged;
                     }
                     if attempt >= CONFLICT_ATTEMPTS {
                         return Err(StoreError::Busy(format!("transaction conflicted {attempt} times").into()).into());
