@@ -433,7 +433,10 @@ mod tests {
         let queue = LocalQueue::durable(Duration::from_millis(1), &path).unwrap();
         let kept: Vec<String> = queue.lock().messages.iter().map(|m| m.dedup_id.clone()).collect();
         assert_eq!(kept, ["f1", "f2", "g1"]);
-        assert!(matches!(queue.enqueue(&event("pay_f", "f1")).await, Ok(Enqueued::Duplicate)));
+        assert!(matches!(
+            queue.enqueue(&event("pay_f", "f1")).await,
+            Ok(Enqueued::Duplicate)
+        ));
         // f1 fails once and comes back; once all are delivered, nothing is left for the next process
         let seen = run(queue.clone(), &[("f1", 1)], 5).await;
         assert_eq!(receives_of(&seen, "f1"), [(1, false), (2, true)]);
