@@ -6,7 +6,7 @@
 //! (every order's and payment's status, the refund flags, every product's stock), and the invariants of
 //! docs/api.md §14 must hold on what the store holds.
 //!
-//! `HISTORIES` histories (default 500 on SQLite; on DynamoDB `DYNAMODB_HISTORIES`, default 32, as moto
+//! `HISTORIES` histories (default 500 on SQLite; on DynamoDB `DYNAMODB_HISTORIES`, default 16, as moto
 //! is slow) of `HISTORY_OPS` (default 50) operations run per store; history `i` uses seed
 //! `HISTORY_SEED + i` (`HISTORY_SEED` defaults to a fresh one, printed). A failure names the seed, the
 //! history so far and what disagreed; `HISTORY_SEED=<seed> HISTORIES=1` runs the same generator again
@@ -1429,5 +1429,5 @@ async fn sqlite_histories_agree_with_the_model() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dynamodb_histories_agree_with_the_model() {
-    histories("dynamodb", setting("DYNAMODB_HISTORIES", 32), 8, e2e::dynamodb).await;
+    histories("dynamodb", setting("DYNAMODB_HISTORIES", 16), 8, e2e::dynamodb).await;
 }
