@@ -155,6 +155,7 @@ pub async fn prepare(endpoint: &str, events: usize, measured: impl Fn(&str) -> b
             stock_source: domain::StockSource::Local,
             active: true,
             reserved: 0,
+            shards: 1,
         })
         .await
         .map_err(|e| e.to_string())?;

@@ -115,6 +115,10 @@ impl Catalog for CachedCatalog {
         self.inner.address(id).await
     }
 
+    async fn shard_stock(&self, product: &ProductId, shards: u16) -> Result<Vec<u32>, StoreError> {
+        self.inner.shard_stock(product, shards).await
+    }
+
     async fn read(
         &self,
         products: &[ProductId],
@@ -129,11 +133,24 @@ impl Catalog for CachedCatalog {
         if cached.iter().all(Option::is_some) && cached_address.is_some() {
             return Ok((cached, cached_address));
         }
-        // Anything missing: one read of everything, which also refreshes what was there.
-        let (fresh, fresh_address) = self.inner.read(products, address).await?;
+        // Anything missing: one read of what is missing and the address. Products held are not read
+        // again: in a flash sale every buyer brings a new address, and the product's item (shard 0 of
+        // its stock) must not take a read for each of them (docs/api.md §19).
+        let missing: Vec<ProductId> = products
+            .iter()
+            .zip(&cached)
+            .filter(|(_, held)| held.is_none())
+            .map(|(id, _)| id.clone())
+            .collect();
+        let (fresh, fresh_address) = self.inner.read(&missing, address).await?;
         let found: Vec<Product> = fresh.iter().flatten().cloned().collect();
         self.remember(&found, fresh_address.as_ref());
-        Ok((fresh, fresh_address))
+        let mut fresh = fresh.into_iter();
+        let merged = cached
+            .into_iter()
+            .map(|held| held.or_else(|| fresh.next().flatten()))
+            .collect();
+        Ok((merged, fresh_address))
     }
 
     fn forget(&self, products: &[ProductId], address: Option<&AddressId>) {

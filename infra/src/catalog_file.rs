@@ -5,7 +5,8 @@
 //!  "addresses": [{"id": "a1", "user_id": "u1", "name": "张三", "phone": "13800000000", "city": "青岛"}]}
 //! ```
 //!
-//! `stock_source` defaults to `local`, `active` to `true`; an address's fields other than `id` and
+//! `stock_source` defaults to `local`, `active` to `true`, `shards` to 1 (a hot product's stock split
+//! over that many stock items, docs/api.md §19); an address's fields other than `id` and
 //! `user_id` are kept as given. Loading upserts: existing entries are replaced, stock included.
 
 use domain::catalog::{Address, Product, StockSource};
@@ -39,6 +40,27 @@ pub struct ProductEntry {
     stock_source: StockSource,
     #[serde(default = "yes")]
     active: bool,
+    /// How many stock items a hot product's stock is split across (docs/api.md §19).
+    #[serde(default = "one")]
+    shards: u16,
+}
+
+fn one() -> u16 {
+    1
+}
+
+impl ProductEntry {
+    /// Why the entry's `shards` cannot be had, if it cannot.
+    fn shards_refusal(&self) -> Option<String> {
+        let max = domain::stock::MAX_SHARDS;
+        if !(1..=max).contains(&self.shards) {
+            return Some(format!("shards must be 1 to {max}, not {}", self.shards));
+        }
+        if self.shards > 1 && self.stock_source != StockSource::Local {
+            return Some("only locally stocked products can have their stock sharded".to_owned());
+        }
+        None
+    }
 }
 
 fn yes() -> bool {
@@ -71,6 +93,15 @@ pub enum CatalogError {
         /// The highest unit price.
         max: Money,
     },
+    /// A product's `shards` cannot be had: outside 1..=32, on supplier-held stock, or fewer than the
+    /// store already holds (orders hold units in every shard).
+    #[error("catalogue is not valid: product {product}: {reason}")]
+    Shards {
+        /// The product.
+        product: ProductId,
+        /// Why.
+        reason: String,
+    },
     /// The store refused a write.
     #[error("catalogue could not be stored")]
     Store(#[from] StoreError),
@@ -88,6 +119,12 @@ impl CatalogFile {
                 max,
             });
         }
+        if let Some((p, reason)) = file.products.iter().find_map(|p| p.shards_refusal().map(|r| (p, r))) {
+            return Err(CatalogError::Shards {
+                product: p.id.clone(),
+                reason,
+            });
+        }
         Ok(file)
     }
 
@@ -102,6 +139,7 @@ impl CatalogFile {
             active: p.active,
             // The ledger is the store's: an upsert keeps what it holds (docs/api.md §10).
             reserved: 0,
+            shards: p.shards,
         })
     }
 
@@ -150,6 +188,7 @@ impl CatalogFile {
             let reason = match serde_json::from_value::<ProductEntry>(value) {
                 Err(err) => Some(err.to_string()),
                 Ok(p) if p.price > max => Some(format!("costs {}, above the highest unit price {max}", p.price)),
+                Ok(p) if p.shards_refusal().is_some() => p.shards_refusal(),
                 Ok(p) if !seen.insert(p.id.clone()) => Some("the same id as an earlier product".to_owned()),
                 Ok(p) => {
                     file.products.push(p);
@@ -212,6 +251,15 @@ impl CatalogFile {
             let held = catalog.products(&ids).await?;
             let mut new = Vec::new();
             for (product, held) in chunk.iter().zip(held) {
+                if let Some(held) = held.as_ref().filter(|h| h.shards > product.shards) {
+                    return Err(CatalogError::Shards {
+                        product: product.id.clone(),
+                        reason: format!(
+                            "shards cannot shrink ({} held, {} asked): orders hold units in every shard",
+                            held.shards, product.shards
+                        ),
+                    });
+                }
                 match held {
                     None => new.push(product.clone()),
                     Some(held) if same_figures(&held, product) => report.products_unchanged += 1,
@@ -253,6 +301,7 @@ fn same_figures(held: &Product, file: &Product) -> bool {
         && held.stock == file.stock
         && held.stock_source == file.stock_source
         && held.active == file.active
+        && held.shards == file.shards
 }
 
 /// One entry of a catalogue file the loader refused, and why.

@@ -14,12 +14,13 @@ use domain::idempotency::{IdempotencyKey, IdempotencyRecord, KeyUse};
 use domain::ids::{AddressId, OrderId, PaymentId, ProductId};
 use domain::order::Order;
 use domain::payment::Payment;
-use domain::placement::Placement;
+use domain::placement::{LineCheck, Placement};
 use domain::ports::{
     Catalog, CatalogAdmin, Due, DuePage, ExpiryIndex, ListPosition, ListedOrder, OrderList, OrderStore, OrderUpdates,
     PlaceError, StoreError, WorkIndex, WorkItem, WorkPage,
 };
 use domain::refund::WorkKind;
+use domain::stock::Rebalanced;
 use domain::StockSource;
 use domain::{Timestamp, UserId};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
@@ -32,7 +33,15 @@ CREATE TABLE IF NOT EXISTS products (
     stock        INTEGER NOT NULL CHECK (stock >= 0),
     stock_source TEXT NOT NULL CHECK (stock_source IN ('local', 'supplier')),
     active       INTEGER NOT NULL,
-    reserved     INTEGER NOT NULL DEFAULT 0 CHECK (reserved >= 0)
+    reserved     INTEGER NOT NULL DEFAULT 0 CHECK (reserved >= 0),
+    shards       INTEGER NOT NULL DEFAULT 1 CHECK (shards >= 1)
+);
+-- Shards 1..N-1 of a sharded product's stock (shard 0 is products.stock), docs/api.md §19.
+CREATE TABLE IF NOT EXISTS stock_shards (
+    product_id TEXT NOT NULL,
+    shard      INTEGER NOT NULL CHECK (shard >= 1),
+    stock      INTEGER NOT NULL CHECK (stock >= 0),
+    PRIMARY KEY (product_id, shard)
 );
 CREATE TABLE IF NOT EXISTS addresses (
     id      TEXT PRIMARY KEY,
@@ -103,20 +112,23 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_mode", "WAL").map_err(backend)?;
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(backend)?;
         conn.execute_batch(SCHEMA).map_err(backend)?;
-        // A database made before the supplier reservation ledger existed gains its column (no order
-        // in it holds a reservation, so 0 is right).
-        let has_reserved: bool = conn
-            .query_row(
-                "SELECT count(*) FROM pragma_table_info('products') WHERE name = 'reserved'",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(backend)?;
-        if !has_reserved {
-            conn.execute_batch(
-                "ALTER TABLE products ADD COLUMN reserved INTEGER NOT NULL DEFAULT 0 CHECK (reserved >= 0)",
-            )
-            .map_err(backend)?;
+        // A database made before the supplier reservation ledger (or sharded stock) existed gains its
+        // column: no order in it holds a reservation, and every product has one shard.
+        for (column, definition) in [
+            ("reserved", "INTEGER NOT NULL DEFAULT 0 CHECK (reserved >= 0)"),
+            ("shards", "INTEGER NOT NULL DEFAULT 1 CHECK (shards >= 1)"),
+        ] {
+            let present: bool = conn
+                .query_row(
+                    "SELECT count(*) FROM pragma_table_info('products') WHERE name = ?1",
+                    params![column],
+                    |r| r.get(0),
+                )
+                .map_err(backend)?;
+            if !present {
+                conn.execute_batch(&format!("ALTER TABLE products ADD COLUMN {column} {definition}"))
+                    .map_err(backend)?;
+            }
         }
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
@@ -142,7 +154,9 @@ impl SqliteStore {
 fn read_product(conn: &Connection, id: &ProductId) -> Result<Option<Product>, StoreError> {
     let row = conn
         .query_row(
-            "SELECT name, price, stock, stock_source, active, reserved FROM products WHERE id = ?1",
+            "SELECT name, price, stock + (SELECT coalesce(sum(stock), 0) FROM stock_shards WHERE product_id = id),
+                    stock_source, active, reserved, shards
+             FROM products WHERE id = ?1",
             params![id.as_str()],
             |r| {
                 Ok((
@@ -152,12 +166,13 @@ fn read_product(conn: &Connection, id: &ProductId) -> Result<Option<Product>, St
                     r.get::<_, String>(3)?,
                     r.get::<_, bool>(4)?,
                     r.get::<_, u32>(5)?,
+                    r.get::<_, u16>(6)?,
                 ))
             },
         )
         .optional()
         .map_err(backend)?;
-    let Some((name, price, stock, source, active, reserved)) = row else {
+    let Some((name, price, stock, source, active, reserved, shards)) = row else {
         return Ok(None);
     };
     Ok(Some(Product {
@@ -168,7 +183,40 @@ fn read_product(conn: &Connection, id: &ProductId) -> Result<Option<Product>, St
         stock_source: serde_json::from_value(serde_json::Value::String(source)).map_err(backend)?,
         active,
         reserved,
+        shards,
     }))
+}
+
+/// The figures of a product's shards, shard 0 (the product's own figure) first; `None` for a shard the
+/// store does not hold.
+fn read_shards(conn: &Connection, id: &ProductId, shards: u16) -> Result<Vec<Option<u32>>, StoreError> {
+    let own: Option<u32> = conn
+        .query_row("SELECT stock FROM products WHERE id = ?1", params![id.as_str()], |r| {
+            r.get(0)
+        })
+        .optional()
+        .map_err(backend)?;
+    let mut figures = vec![own];
+    let mut rows = conn
+        .prepare_cached("SELECT stock FROM stock_shards WHERE product_id = ?1 AND shard = ?2")
+        .map_err(backend)?;
+    for shard in 1..shards {
+        figures.push(
+            rows.query_row(params![id.as_str(), shard], |r| r.get(0))
+                .optional()
+                .map_err(backend)?,
+        );
+    }
+    Ok(figures)
+}
+
+/// Every shard's figure, each of which the store must hold.
+fn shard_figures(conn: &Connection, id: &ProductId, shards: u16) -> Result<Vec<u32>, StoreError> {
+    read_shards(conn, id, shards)?
+        .into_iter()
+        .enumerate()
+        .map(|(k, figure)| figure.ok_or_else(|| backend(format!("product {id} has no stock shard {k}"))))
+        .collect()
 }
 
 #[async_trait]
@@ -182,6 +230,11 @@ impl Catalog for SqliteStore {
         let ids = ids.to_vec();
         self.with(move |conn| ids.iter().map(|id| read_product(conn, id)).collect())
             .await
+    }
+
+    async fn shard_stock(&self, product: &ProductId, shards: u16) -> Result<Vec<u32>, StoreError> {
+        let id = product.clone();
+        self.with(move |conn| shard_figures(conn, &id, shards)).await
     }
 
     async fn address(&self, id: &AddressId) -> Result<Option<Address>, StoreError> {
@@ -213,29 +266,40 @@ impl Catalog for SqliteStore {
 /// new.
 fn write_products(conn: &mut Connection, products: &[Product], upsert: bool) -> Result<(), StoreError> {
     let sql = if upsert {
-        "INSERT INTO products (id, name, price, stock, stock_source, active, reserved)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+        "INSERT INTO products (id, name, price, stock, stock_source, active, reserved, shards)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
          ON CONFLICT (id) DO UPDATE SET name = excluded.name, price = excluded.price, stock = excluded.stock,
-             stock_source = excluded.stock_source, active = excluded.active"
+             stock_source = excluded.stock_source, active = excluded.active, shards = excluded.shards"
     } else {
-        "INSERT INTO products (id, name, price, stock, stock_source, active, reserved)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+        "INSERT INTO products (id, name, price, stock, stock_source, active, reserved, shards)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
     };
     let tx = conn.transaction().map_err(backend)?;
     for p in products {
+        // A sharded product's stock is split over its shards (docs/api.md §19); shard 0 is its own figure.
+        let figures = domain::stock::split(p.stock, p.shards);
         tx.execute(
             sql,
             params![
                 p.id.as_str(),
                 p.name,
                 p.price.to_string(),
-                p.stock,
+                figures[0],
                 p.stock_source.as_str(),
                 p.active,
-                p.reserved
+                p.reserved,
+                p.shards
             ],
         )
         .map_err(backend)?;
+        for (shard, figure) in figures.iter().enumerate().skip(1) {
+            tx.execute(
+                "INSERT INTO stock_shards (product_id, shard, stock) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (product_id, shard) DO UPDATE SET stock = excluded.stock",
+                params![p.id.as_str(), shard as i64, figure],
+            )
+            .map_err(backend)?;
+        }
     }
     tx.commit().map_err(backend)
 }
@@ -250,6 +314,35 @@ impl CatalogAdmin for SqliteStore {
 
     async fn upsert_address(&self, address: &Address) -> Result<(), StoreError> {
         self.upsert_addresses(std::slice::from_ref(address)).await
+    }
+
+    async fn rebalance_stock(&self, product: &ProductId) -> Result<Option<Rebalanced>, StoreError> {
+        let id = product.clone();
+        self.with(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let Some(product) = read_product(&tx, &id)? else {
+                return Ok(None);
+            };
+            let before = shard_figures(&tx, &id, product.shards)?;
+            let after = domain::stock::rebalance(&before);
+            for (shard, figure) in after.iter().enumerate() {
+                if shard == 0 {
+                    tx.execute(
+                        "UPDATE products SET stock = ?2 WHERE id = ?1",
+                        params![id.as_str(), figure],
+                    )
+                } else {
+                    let sql = "UPDATE stock_shards SET stock = ?3 WHERE product_id = ?1 AND shard = ?2";
+                    tx.execute(sql, params![id.as_str(), shard as i64, figure])
+                }
+                .map_err(backend)?;
+            }
+            tx.commit().map_err(backend)?;
+            Ok(Some(Rebalanced { before, after }))
+        })
+        .await
     }
 
     /// One transaction for all of them.
@@ -290,7 +383,21 @@ impl OrderStore for SqliteStore {
             let mut checks = Vec::with_capacity(placement.orders.len());
             for line in &placement.orders {
                 let current = read_product(&tx, &line.order.product_id)?;
-                checks.push(line.check(current.as_ref()));
+                if !line.is_sharded() {
+                    checks.push(line.check(current.as_ref()));
+                    continue;
+                }
+                // Each shard taken from, judged as the product with that shard's figure.
+                let shards = line.order.stock_takes().iter().map(|t| t.shard + 1).max().unwrap_or(1);
+                let figures = read_shards(&tx, &line.order.product_id, shards)?;
+                let check = line.order.stock_takes().into_iter().fold(LineCheck::Ok, |check, take| {
+                    let item = current
+                        .as_ref()
+                        .zip(figures[usize::from(take.shard)])
+                        .map(|(p, stock)| Product { stock, ..p.clone() });
+                    check.graver(line.check_take(take, item.as_ref()))
+                });
+                checks.push(check);
             }
             let owner: Option<String> = tx
                 .query_row(
@@ -318,15 +425,31 @@ impl OrderStore for SqliteStore {
                 .map_err(backend)?;
             }
             for line in &placement.orders {
-                let take = match line.order.stock_source {
-                    StockSource::Local => "UPDATE products SET stock = stock - ?2 WHERE id = ?1 AND stock >= ?2",
-                    StockSource::Supplier => "UPDATE products SET reserved = reserved + ?2 WHERE id = ?1",
-                };
-                let changed = tx
-                    .execute(take, params![line.order.product_id.as_str(), line.order.quantity.get()])
-                    .map_err(backend)?;
-                if changed != 1 {
-                    return Err(backend("product changed inside an immediate transaction"));
+                let product = line.order.product_id.as_str();
+                if line.order.stock_source == StockSource::Supplier {
+                    let sql = "UPDATE products SET reserved = reserved + ?2 WHERE id = ?1";
+                    let changed = tx.execute(sql, params![product, line.order.quantity.get()]);
+                    if changed.map_err(backend)? != 1 {
+                        return Err(backend("product changed inside an immediate transaction"));
+                    }
+                }
+                for take in line
+                    .order
+                    .stock_takes()
+                    .into_iter()
+                    .filter(|_| line.order.stock_source == StockSource::Local)
+                {
+                    let changed = if take.shard == 0 {
+                        let sql = "UPDATE products SET stock = stock - ?2 WHERE id = ?1 AND stock >= ?2";
+                        tx.execute(sql, params![product, take.quantity])
+                    } else {
+                        let sql = "UPDATE stock_shards SET stock = stock - ?3
+                                   WHERE product_id = ?1 AND shard = ?2 AND stock >= ?3";
+                        tx.execute(sql, params![product, take.shard, take.quantity])
+                    };
+                    if changed.map_err(backend)? != 1 {
+                        return Err(backend("product changed inside an immediate transaction"));
+                    }
                 }
                 let order = serde_json::to_string(&line.order).map_err(backend)?;
                 tx.execute(
@@ -450,15 +573,21 @@ fn write_change(tx: &rusqlite::Transaction<'_>, change: &Change) -> Result<(), S
     }
     match &change.restock {
         None => {}
-        Some(Restock::Stock(product, quantity)) => {
-            let changed = tx
-                .execute(
-                    "UPDATE products SET stock = stock + ?2 WHERE id = ?1",
-                    params![product.as_str(), quantity.get()],
-                )
-                .map_err(backend)?;
-            if changed != 1 {
-                return Err(backend(format!("product {product} is gone: no stock to give back to")));
+        Some(Restock::Stock(product, takes)) => {
+            for take in takes {
+                let changed = if take.shard == 0 {
+                    let sql = "UPDATE products SET stock = stock + ?2 WHERE id = ?1";
+                    tx.execute(sql, params![product.as_str(), take.quantity])
+                } else {
+                    let sql = "UPDATE stock_shards SET stock = stock + ?3 WHERE product_id = ?1 AND shard = ?2";
+                    tx.execute(sql, params![product.as_str(), take.shard, take.quantity])
+                };
+                if changed.map_err(backend)? != 1 {
+                    return Err(backend(format!(
+                        "product {product} (shard {}) is gone: no stock to give back to",
+                        take.shard
+                    )));
+                }
             }
         }
         Some(Restock::Reservation(product, quantity)) => {
@@ -680,7 +809,7 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn a_database_from_before_the_reservation_ledger_gains_it_and_keeps_its_products() {
+    async fn a_database_from_before_the_ledger_and_shards_gains_them_and_keeps_its_products() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("old.sqlite3");
         {
@@ -696,7 +825,10 @@ mod tests {
         let store = SqliteStore::open(&path).unwrap();
         let id = ProductId::parse("haier").unwrap();
         let product = store.product(&id).await.unwrap().unwrap();
-        assert_eq!((product.name.as_str(), product.reserved), ("heater", 0));
+        assert_eq!(
+            (product.name.as_str(), product.reserved, product.shards),
+            ("heater", 0, 1)
+        );
 
         // A reload keeps the ledger as the store holds it.
         store

@@ -182,6 +182,27 @@ async fn open_store(args: &Args, paths: &DataPaths) -> Result<Store, Box<dyn std
     ))
 }
 
+/// The `stock` command: a product's shards as the store holds them, rebalanced first if asked; one JSON
+/// object on stdout.
+async fn stock_command(store: &Store, product_id: &str, rebalance: bool) -> Result<(), Box<dyn std::error::Error>> {
+    let id = domain::ProductId::parse(product_id)?;
+    let unknown = || format!("no product {id} in {}", store.description);
+    let mut report = serde_json::Map::new();
+    report.insert("product_id".into(), id.to_string().into());
+    if rebalance {
+        let done = store.admin.rebalance_stock(&id).await?.ok_or_else(unknown)?;
+        report.insert("before".into(), serde_json::to_value(&done.before)?);
+        report.insert("after".into(), serde_json::to_value(&done.after)?);
+    }
+    let product = store.services.catalog.product(&id).await?.ok_or_else(unknown)?;
+    let figures = store.services.catalog.shard_stock(&id, product.shards).await?;
+    report.insert("shards".into(), product.shards.into());
+    report.insert("stock".into(), product.stock.into());
+    report.insert("figures".into(), serde_json::to_value(&figures)?);
+    println!("{}", serde_json::Value::Object(report));
+    Ok(())
+}
+
 /// Loads the catalogue: the `--catalog` file, or the demo into a store that has none of its products yet,
 /// or nothing with `--no-demo`. Returns the supplier-held products' figures (which seed the fake
 /// supplier), kept in the data folder so a restart serves the same ones.
@@ -381,6 +402,10 @@ async fn main() -> std::process::ExitCode {
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let paths = args.paths();
+    if let Some(signing::Command::Stock { product_id, rebalance }) = &args.command {
+        let store = open_store(&args, &paths).await?;
+        return stock_command(&store, product_id, *rebalance).await;
+    }
     if let Some(command) = &args.command {
         return signing::run(command, args.port, &paths.secret_file, &paths.provider_keys);
     }

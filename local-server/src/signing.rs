@@ -60,6 +60,17 @@ pub enum Command {
         #[arg(long)]
         notify_id: Option<String>,
     },
+    /// Prints a product's stock shard by shard (docs/api.md §19), from the store the flags choose (the
+    /// embedded database, or `--dynamodb-table`); with `--rebalance`, first spreads its stock evenly
+    /// over its shards again, and prints the figures before and after.
+    #[command(name = "stock")]
+    Stock {
+        /// The product id.
+        product_id: String,
+        /// Spread the stock evenly over the shards.
+        #[arg(long)]
+        rebalance: bool,
+    },
 }
 
 /// Runs a helper subcommand.
@@ -72,6 +83,7 @@ pub fn run(
     let url = |path: &str| format!("http://127.0.0.1:{}/api/payments/callback/{path}", port);
     match command {
         Command::Generic { .. } => sign_callback(command, port, secret_file),
+        Command::Stock { .. } => Err("the stock command runs against a store (see main)".into()),
         Command::Wechatpay {
             payment_id,
             amount,

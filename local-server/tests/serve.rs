@@ -247,6 +247,74 @@ async fn a_catalogue_file_is_upserted() {
     assert_eq!(body["error"]["details"][0]["available"], 2);
 }
 
+/// `local-server stock`: one JSON object on stdout.
+fn stock(dir: &std::path::Path, args: &[&str]) -> Result<Value, String> {
+    let out = common::command()
+        .args(["--data-dir", dir.to_str().unwrap()])
+        .arg("stock")
+        .args(args)
+        .output()
+        .expect("run stock");
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    Ok(serde_json::from_slice(&out.stdout).expect("one JSON object"))
+}
+
+#[tokio::test]
+async fn an_operator_reads_and_rebalances_a_hot_products_shards() {
+    // Given a catalogue marking a product hot, loaded alone
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = dir.path().join("catalog.json");
+    std::fs::write(
+        &catalog,
+        r#"{"products": [{"id": "flash", "name": "秒杀冰箱", "price": "1999.00", "stock": 10, "shards": 4}],
+            "addresses": [{"id": "carol-home", "user_id": "carol", "city": "杭州"}]}"#,
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let loaded = common::command()
+        .args([
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--catalog",
+            catalog.to_str().unwrap(),
+            "--load-only",
+        ])
+        .output()
+        .unwrap();
+    assert!(loaded.status.success(), "{}", String::from_utf8_lossy(&loaded.stderr));
+    assert_eq!(
+        stock(&data, &["flash"]).unwrap(),
+        json!({"product_id": "flash", "shards": 4, "stock": 10, "figures": [3, 3, 2, 2]})
+    );
+
+    // When a shopper buys 5 (more than any shard holds) through the server
+    let server = start(&["--data-dir", data.to_str().unwrap(), "--no-demo"]);
+    let order = json!({"product_id": "flash", "address_id": "carol-home", "quantity": 5});
+    let (status, body) = server.post(CREATE, Some("carol"), &order).await;
+    assert_eq!(status, 201, "{body}");
+    let taken: u64 = body["order"]["stock_shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["quantity"].as_u64().unwrap())
+        .sum();
+    assert_eq!(taken, 5);
+    drop(server);
+
+    // Then the operator sees the 5 left shard by shard, and a rebalance spreads them evenly
+    let skewed = stock(&data, &["flash"]).unwrap();
+    assert_eq!(skewed["stock"], 5);
+    let done = stock(&data, &["flash", "--rebalance"]).unwrap();
+    assert_eq!(done["before"], skewed["figures"]);
+    assert_eq!(done["after"], json!([2, 1, 1, 1]));
+    assert_eq!(done["figures"], json!([2, 1, 1, 1]));
+    assert_eq!(done["stock"], 5);
+    let unknown = stock(&data, &["nope"]).unwrap_err();
+    assert!(unknown.contains("no product nope"), "{unknown}");
+}
+
 #[tokio::test]
 async fn a_dynamodb_endpoint_replaces_the_embedded_store() {
     let Some(endpoint) = e2e::emulator() else { return };

@@ -46,6 +46,25 @@ pub struct Product {
     /// when the order is cancelled. Kept when the catalogue is reloaded. Always 0 for local products.
     #[serde(default)]
     pub reserved: u32,
+    /// How many stock items a locally stocked product's stock is split across (docs/api.md §19): 1
+    /// unless the catalogue marks it hot. `stock` is then the sum of the shards' figures.
+    #[serde(default = "one_shard", skip_serializing_if = "is_one_shard")]
+    pub shards: u16,
+}
+
+fn one_shard() -> u16 {
+    1
+}
+
+fn is_one_shard(shards: &u16) -> bool {
+    *shards == 1
+}
+
+impl Product {
+    /// Whether the product's stock is split across more than one stock item.
+    pub fn is_sharded(&self) -> bool {
+        self.shards > 1 && self.stock_source == StockSource::Local
+    }
 }
 
 /// A delivery address owned by one shopper; its fields are free-form (name, phone, city, ...).

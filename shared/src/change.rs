@@ -110,12 +110,13 @@ impl Change {
         }
     }
 
-    /// Gives the order's quantity back to its product: to the shop's stock, or to the supplier's
-    /// figure by releasing the reservation the order holds.
+    /// Gives the order's quantity back to its product: to the shop's stock (to the shards it was taken
+    /// from, for a sharded product), or to the supplier's figure by releasing the reservation the order
+    /// holds.
     pub fn release_stock(&mut self) {
         let (product, quantity) = (self.order.product_id.clone(), self.order.quantity);
         self.restock = match self.order.stock_source {
-            StockSource::Local => Some(Restock::Stock(product, quantity)),
+            StockSource::Local => Some(Restock::Stock(product, self.order.stock_takes())),
             StockSource::Supplier if self.order.holds_reservation => Some(Restock::Reservation(product, quantity)),
             StockSource::Supplier => None,
         };
@@ -127,8 +128,9 @@ impl Change {
 /// operator: orders still hold a product that was removed), rather than dropping the units silently.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Restock {
-    /// Added to a locally stocked product's stock.
-    Stock(ProductId, Quantity),
+    /// Added to a locally stocked product's stock: to each shard the order took units from (shard 0,
+    /// the product's own figure, for an unsharded product).
+    Stock(ProductId, Vec<crate::stock::ShardTake>),
     /// Taken out of a supplier-held product's reservation ledger (which holds at least this much, since
     /// the order took it in).
     Reservation(ProductId, Quantity),

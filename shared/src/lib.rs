@@ -17,6 +17,7 @@ pub mod payment;
 pub mod placement;
 pub mod ports;
 pub mod refund;
+pub mod stock;
 pub mod time;
 pub mod usecases;
 

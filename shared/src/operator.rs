@@ -408,7 +408,9 @@ mod tests {
         assert_eq!(change.order.status, Cancelled);
         assert_eq!(change.payments[0].status, PaymentStatus::Refunding);
         assert!(!change.payments[0].refund.as_ref().unwrap().refunds_order);
-        assert!(matches!(change.restock, Some(Restock::Stock(_, q)) if q.get() == 2));
+        assert!(
+            matches!(change.restock, Some(Restock::Stock(_, ref takes)) if takes == &[crate::stock::ShardTake { shard: 0, quantity: 2 }])
+        );
     }
 
     #[test]

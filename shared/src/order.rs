@@ -139,6 +139,10 @@ pub struct Order {
     /// hold none (and read as `false`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub holds_reservation: bool,
+    /// For a product whose stock is sharded (docs/api.md §19): the units taken from each shard, given
+    /// back to the same shards if the order is cancelled. Empty otherwise: the product's own figure.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stock_shards: Vec<crate::stock::ShardTake>,
     /// The parcel, once an operator shipped the order (docs/api.md §17).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shipment: Option<crate::operator::Shipment>,
@@ -164,6 +168,19 @@ pub struct OrderDraft<'a> {
 }
 
 impl Order {
+    /// The stock items this order's quantity was taken from: its shards, or shard 0 (the product's own
+    /// figure) for an order on an unsharded product.
+    pub fn stock_takes(&self) -> Vec<crate::stock::ShardTake> {
+        if self.stock_shards.is_empty() {
+            vec![crate::stock::ShardTake {
+                shard: 0,
+                quantity: self.quantity.get(),
+            }]
+        } else {
+            self.stock_shards.clone()
+        }
+    }
+
     /// A new `pending` order at the product's current price, with its creation in the history; refused
     /// when its total would be an amount no one could read back (a price beyond the catalogue's limit).
     pub fn new_pending(draft: OrderDraft<'_>, now: Timestamp) -> Result<Order, crate::money::AmountOutOfRange> {
@@ -182,6 +199,7 @@ impl Order {
             product_name: product.name.clone(),
             stock_source: product.stock_source,
             holds_reservation: product.stock_source == StockSource::Supplier,
+            stock_shards: Vec::new(),
             shipment: None,
             quantity,
             unit_price: product.price,
@@ -261,6 +279,7 @@ pub(crate) mod testing {
             stock_source: StockSource::Local,
             active: true,
             reserved: 0,
+            shards: 1,
         };
         let draft = OrderDraft {
             user_id: &UserId::parse("u1").unwrap(),

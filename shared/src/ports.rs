@@ -48,6 +48,15 @@ pub enum PlaceError {
     /// Not enough local stock; one entry per short product, with the stock the store saw.
     #[error("insufficient stock")]
     InsufficientStock(Vec<Shortage>),
+    /// A shard a sharded line took from held less than it took (another order took those units first):
+    /// the caller reads the products' shard figures and plans those lines again (docs/api.md §19).
+    #[error("a stock shard of {0:?} was short")]
+    ShardsShort(Vec<ProductId>),
+    /// A shard a sharded line took from was busy with another order's write (DynamoDB cancelled the
+    /// transaction for a conflict, or throttled the shard's item): nothing was written, and the caller
+    /// tries those lines again on shards picked afresh (docs/api.md §19).
+    #[error("a stock shard of {0:?} was busy")]
+    ShardsContended(Vec<ProductId>),
     /// The idempotency key already answered this same request: replay that answer.
     #[error("idempotency key already answered this request")]
     Replay(StoredResponse),
@@ -66,6 +75,10 @@ pub trait Catalog: Send + Sync {
     async fn product(&self, id: &ProductId) -> Result<Option<Product>, StoreError>;
     /// The address, if it exists (whoever owns it).
     async fn address(&self, id: &AddressId) -> Result<Option<Address>, StoreError>;
+
+    /// The figures of a product's stock shards, shard 0 (the product's own figure) first, read
+    /// consistently and never from a cache (docs/api.md §19); as many as the product has shards.
+    async fn shard_stock(&self, product: &ProductId, shards: u16) -> Result<Vec<u32>, StoreError>;
 
     /// Many products at once (the catalogue loader compares a file with them), in the order asked,
     /// `None` where absent; as few requests as the store can.
@@ -109,6 +122,10 @@ pub trait CatalogAdmin: Send + Sync {
     async fn upsert_product(&self, product: &Product) -> Result<(), StoreError>;
     /// Creates or replaces an address.
     async fn upsert_address(&self, address: &Address) -> Result<(), StoreError>;
+    /// Spreads a product's stock evenly over its shards again ([`crate::stock::rebalance`]), without
+    /// losing or making a unit while orders take and return stock; the figures before and after, shard
+    /// 0 first. `None` for a product the store does not hold.
+    async fn rebalance_stock(&self, product: &ProductId) -> Result<Option<crate::stock::Rebalanced>, StoreError>;
     /// Creates products the store does not hold yet, many per request where the store can (DynamoDB:
     /// `BatchWriteItem`, 25 a request, unprocessed items retried with backoff). Unconditional: the
     /// loader calls it only for products it just read as absent.

@@ -4,6 +4,7 @@
 mod callback_receiver;
 mod conformance;
 mod faults;
+mod flash_sale;
 mod gateway_events;
 mod history;
 mod provider_vectors;

@@ -16,6 +16,7 @@ use infra::sqlite::SqliteStore;
 use serde_json::Value;
 
 mod drivers;
+pub mod dynamo_model;
 mod emulator;
 mod fakes;
 mod snapshot;
@@ -111,6 +112,21 @@ pub async fn sqlite() -> TestEnv {
 pub async fn dynamodb() -> Option<TestEnv> {
     let endpoint = emulator()?;
     Some(over_fresh_table(dynamo_client(&endpoint)).await)
+}
+
+/// The services over the model of DynamoDB's hot-item behaviour ([`dynamo_model`]), with the catalogue
+/// behind the warm-function cache as the Lambda functions have it. Only what placing orders and the
+/// catalogue's writes send is modelled (no indexes, no queries).
+pub fn over_model(model: &dynamo_model::DynamoModel) -> TestEnv {
+    let client = model.client();
+    let table = "orders-model".to_owned();
+    let store = Arc::new(DynamoStore::new(client.clone(), table.clone()));
+    let mut env = TestEnv::over(store, Raw::Dynamo { client, table });
+    env.svc.catalog = Arc::new(infra::cache::CachedCatalog::new(
+        env.svc.catalog.clone(),
+        env.clock.clone(),
+    ));
+    env
 }
 
 /// A new table created from template.yaml, and the services over it through `client`.
@@ -215,6 +231,7 @@ impl TestEnv {
             stock_source: source,
             active,
             reserved: 0,
+            shards: 1,
         };
         self.admin.upsert_product(&product).await.expect("upsert product");
         product.id
@@ -231,6 +248,18 @@ impl TestEnv {
         };
         self.admin.upsert_address(&address).await.expect("upsert address");
         address.id
+    }
+
+    /// `n` shoppers `user-<i>`, each with an address `addr-<i>` (in bulk).
+    pub async fn shoppers(&self, n: usize) {
+        let addresses: Vec<Address> = (0..n)
+            .map(|i| Address {
+                id: AddressId::parse(&format!("addr-{i}")).expect("address id"),
+                user_id: UserId::parse(&format!("user-{i}")).expect("user"),
+                fields: serde_json::Map::new(),
+            })
+            .collect();
+        self.admin.upsert_addresses(&addresses).await.expect("addresses");
     }
 
     pub async fn stock(&self, id: &ProductId) -> u32 {

@@ -3,6 +3,7 @@
 //! | item     | pk                | sk                  | index attributes                                   |
 //! |----------|-------------------|---------------------|----------------------------------------------------|
 //! | product  | `PRODUCT#<id>`    | `#PRODUCT`          |                                                    |
+//! | stock shard 1..N-1 of a sharded product | `STOCK#<id>#<n>` | `#STOCK` |                                  |
 //! | address  | `ADDRESS#<id>`    | `#ADDRESS`          |                                                    |
 //! | order    | `ORDER#<id>`      | `#ORDER`            | `owner` + `created_at` (by_owner); `expiry_shard` + `expiry_at` while pending (by_expiry) |
 //! | payment  | `ORDER#<order>`   | `PAYMENT#<id>`      | `payment_id` (by_payment); `expiry_shard` + `expiry_at` while open or `close_pending` (by_expiry); `work` + `work_at` while refunding or for an operator (by_work) |
@@ -87,6 +88,21 @@ pub fn is_payment(sk: &str) -> bool {
 pub fn product(id: &ProductId) -> Key {
     key(format!("PRODUCT#{id}"), "#PRODUCT")
 }
+
+/// The item holding shard `shard` of a product's stock (docs/api.md §19): the product item itself for
+/// shard 0, else an item of its own, in its own partition, so a flash sale's writes spread over as many
+/// items (and partitions) as the product has shards. It holds a copy of the product's description, so an
+/// order's write checks price and availability on the one item it decrements.
+pub fn stock_shard(id: &ProductId, shard: u16) -> Key {
+    if shard == 0 {
+        product(id)
+    } else {
+        key(format!("STOCK#{id}#{shard}"), "#STOCK")
+    }
+}
+
+/// The attribute naming the shard a stock-shard item holds.
+pub const SHARD: &str = "shard";
 
 /// An address's key.
 pub fn address(id: &AddressId) -> Key {

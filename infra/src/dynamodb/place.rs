@@ -18,6 +18,7 @@ use domain::order::Order;
 use domain::payment::Payment;
 use domain::placement::{LineCheck, NewOrder, Placement};
 use domain::ports::{OrderStore, PlaceError, StoreError};
+use domain::stock::ShardTake;
 use domain::{StockSource, UserId};
 use serde_dynamo::aws_sdk_dynamodb_1::from_item;
 
@@ -29,11 +30,32 @@ use super::{
 enum Action {
     Address,
     Product(usize),
+    /// A sharded line's take from one shard.
+    Take(usize, ShardTake),
     Record,
     Idempotency,
 }
 
 impl DynamoStore {
+    /// A sharded line's action on one shard it takes from: decrement that shard's item if it still holds
+    /// the take and its copy of the product is as the order was priced.
+    fn take_action(&self, line: &NewOrder, take: ShardTake) -> Result<TransactWriteItem, StoreError> {
+        let order = &line.order;
+        let update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(keys::stock_shard(&order.product_id, take.shard)))
+            .update_expression("SET stock = stock - :q")
+            .condition_expression("active = :active AND price = :price AND stock_source = :source AND stock >= :q")
+            .expression_attribute_values(":active", AttributeValue::Bool(true))
+            .expression_attribute_values(":price", AttributeValue::S(order.unit_price.to_string()))
+            .expression_attribute_values(":source", AttributeValue::S(order.stock_source.as_str().to_owned()))
+            .expression_attribute_values(":q", AttributeValue::N(take.quantity.to_string()))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(backend)?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
     /// The product action of one line: take the stock if local, else only check the product.
     fn product_action(&self, line: &NewOrder) -> Result<TransactWriteItem, StoreError> {
         let order = &line.order;
@@ -139,8 +161,15 @@ impl DynamoStore {
             actions.push(Action::Idempotency);
         }
         for (i, line) in placement.orders.iter().enumerate() {
-            items.push(self.product_action(line)?);
-            actions.push(Action::Product(i));
+            if line.is_sharded() {
+                for take in line.order.stock_takes() {
+                    items.push(self.take_action(line, take)?);
+                    actions.push(Action::Take(i, take));
+                }
+            } else {
+                items.push(self.product_action(line)?);
+                actions.push(Action::Product(i));
+            }
             items.push(self.put_new(order_item(&line.order, Some(&line.payment))?)?);
             actions.push(Action::Record);
             items.push(self.put_new(payment_item(&line.payment)?)?);
@@ -150,8 +179,9 @@ impl DynamoStore {
     }
 
     /// Turns the cancellation reasons into the placement's outcome as the domain judges it: `Ok` when
-    /// the write had landed already (an earlier attempt whose answer was lost), else its refusal; `None`
-    /// when only conflicts (or throttling) cancelled it, which is worth another try.
+    /// the write had landed already (an earlier attempt whose answer was lost), else its refusal; when
+    /// only conflicts (or throttling) cancelled it, a sharded line's contended shard is reported for
+    /// other shards to be tried, else `None`: the same write is worth another try.
     fn refusal(
         placement: &Placement,
         actions: &[Action],
@@ -162,11 +192,17 @@ impl DynamoStore {
         let mut refused = false;
         let mut landed = false;
         let mut key_use = KeyUse::Fresh;
+        let mut contended = Vec::new();
         for (action, reason) in actions.iter().zip(reasons) {
             match reason.code() {
                 None | Some("None") => continue,
                 Some("ConditionalCheckFailed") => refused = true,
-                Some(code) if is_transient(Some(code)) => continue,
+                Some(code) if is_transient(Some(code)) => {
+                    if let Action::Take(i, _) = action {
+                        contended.push(*i);
+                    }
+                    continue;
+                }
                 Some(code) => return Err(backend(format!("transaction cancelled: {code}"))),
             }
             match action {
@@ -183,6 +219,18 @@ impl DynamoStore {
                         return Err(backend("product condition failed without a returned item"));
                     }
                 }
+                Action::Take(i, take) => {
+                    let current: Option<Product> = reason
+                        .item()
+                        .map(|item| from_item(item.clone()))
+                        .transpose()
+                        .map_err(backend)?;
+                    let check = placement.orders[*i].check_take(*take, current.as_ref());
+                    if check == LineCheck::Ok {
+                        return Err(backend("shard condition failed without a returned item"));
+                    }
+                    checks[*i] = checks[*i].graver(check);
+                }
                 Action::Record => landed = true,
                 Action::Idempotency => {
                     let existing: Option<IdempotencyRecord> = reason
@@ -198,7 +246,7 @@ impl DynamoStore {
             }
         }
         if !refused {
-            return Ok(None);
+            return Ok(placement.contention(&contended).map(Err));
         }
         Ok(Some(placement.refusal(landed, key_use, &checks, address_ok)))
     }
@@ -244,8 +292,12 @@ impl OrderStore for DynamoStore {
             // ends it.
             match canceled {
                 Some(reasons) => {
-                    if let Some(judged) = Self::refusal(placement, &actions, &reasons)? {
-                        return judged;
+                    match Self::refusal(placement, &actions, &reasons)? {
+                        // A busy shard is tried again like any conflict; one that stays busy is left for
+                        // the use case to try other shards.
+                        Some(Err(PlaceError::ShardsContended(_))) if attempt < CONFLICT_ATTEMPTS => {}
+                        Some(judged) => return judged,
+                        None => {}
                     }
                     if attempt >= CONFLICT_ATTEMPTS {
                         return Err(StoreError::Busy(format!("transaction conflicted {attempt} times").into()).into());

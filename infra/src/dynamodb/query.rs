@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem, Update};
 use domain::catalog::{Address, Product};
 use domain::ids::{AddressId, ProductId};
 use domain::order::Order;
@@ -13,8 +15,9 @@ use domain::ports::{
     Catalog, CatalogAdmin, DuePage, ExpiryIndex, ListPosition, ListedOrder, OrderList, StoreError, WorkIndex, WorkPage,
 };
 use domain::refund::WorkKind;
+use domain::stock::Rebalanced;
 use domain::{Timestamp, UserId};
-use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_item};
+use serde_dynamo::aws_sdk_dynamodb_1::from_item;
 
 use super::{backend, backoff, classify, keys, DynamoStore, CONFLICT_ATTEMPTS};
 
@@ -163,8 +166,35 @@ impl OrderList for DynamoStore {
 
 #[async_trait]
 impl Catalog for DynamoStore {
+    /// The product item; for a sharded product, with the sum of its shards as its stock.
     async fn product(&self, id: &ProductId) -> Result<Option<Product>, StoreError> {
-        self.get(keys::product(id)).await
+        let product: Option<Product> = self.get(keys::product(id)).await?;
+        match product {
+            Some(product) => Ok(Some(self.summed(product).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// One consistent `BatchGetItem` of the product's shard items (at most 32 keys). In a flash sale
+    /// every refused buyer reads every shard, so keys left unprocessed (a shard's read capacity spent)
+    /// are asked again more patiently than other reads: up to [`BULK_ATTEMPTS`] times.
+    async fn shard_stock(&self, product: &ProductId, shards: u16) -> Result<Vec<u32>, StoreError> {
+        let found = self
+            .batch_get_patiently(
+                (0..shards).map(|k| keys::stock_shard(product, k)).collect(),
+                BULK_ATTEMPTS,
+            )
+            .await?;
+        (0..shards)
+            .map(|k| {
+                let item = found_item(&found, &keys::stock_shard(product, k))
+                    .ok_or_else(|| backend(format!("product {product} has no stock shard {k}")))?;
+                match item.get("stock") {
+                    Some(AttributeValue::N(n)) => n.parse::<u32>().map_err(backend),
+                    _ => Err(backend(format!("stock shard {k} of {product} holds no figure"))),
+                }
+            })
+            .collect()
     }
 
     async fn address(&self, id: &AddressId) -> Result<Option<Address>, StoreError> {
@@ -173,6 +203,8 @@ impl Catalog for DynamoStore {
 
     /// One `BatchGetItem` for every product and the address (a batch holds at most 32 products, well
     /// under the 100 keys a request may name); only keys DynamoDB reports unprocessed are asked again.
+    /// A sharded product's `stock` here is its shard 0's figure alone: placing reads no figure (its
+    /// write checks the shards it takes from), so this read stays one request.
     async fn read(
         &self,
         products: &[ProductId],
@@ -204,12 +236,14 @@ impl Catalog for DynamoStore {
         for chunk in ids.chunks(BATCH_GET_KEYS) {
             let found = self.batch_get(chunk.iter().map(keys::product).collect()).await?;
             for id in chunk {
-                products.push(
-                    found_item(&found, &keys::product(id))
-                        .map(from_item)
-                        .transpose()
-                        .map_err(backend)?,
-                );
+                let product: Option<Product> = found_item(&found, &keys::product(id))
+                    .map(from_item)
+                    .transpose()
+                    .map_err(backend)?;
+                products.push(match product {
+                    Some(product) => Some(self.summed(product).await?),
+                    None => None,
+                });
             }
         }
         Ok(products)
@@ -235,32 +269,78 @@ fn found_item(found: &[HashMap<String, AttributeValue>], key: &keys::Key) -> Opt
 }
 
 impl DynamoStore {
+    /// A sharded product with its shards' sum as its stock (the product item holds shard 0's figure).
+    async fn summed(&self, mut product: Product) -> Result<Product, StoreError> {
+        if product.is_sharded() {
+            product.stock = self.shard_stock(&product.id, product.shards).await?.iter().sum();
+        }
+        Ok(product)
+    }
+
+    /// The items that set a product: the product item (with shard 0's figure) and, for a sharded
+    /// product, an item per further shard with a copy of its description and its figure.
+    fn product_items(product: &Product) -> Result<Vec<HashMap<String, AttributeValue>>, StoreError> {
+        let figures = domain::stock::split(product.stock, product.shards);
+        figures
+            .iter()
+            .enumerate()
+            .map(|(k, figure)| {
+                let shard = u16::try_from(k).map_err(backend)?;
+                let copy = Product {
+                    stock: *figure,
+                    ..product.clone()
+                };
+                let extra = (k > 0).then(|| (keys::SHARD, k.to_string()));
+                super::item(&copy, keys::stock_shard(&product.id, shard), extra)
+            })
+            .collect()
+    }
+
     /// The items of `wanted` (at most 100 keys) with one consistent `BatchGetItem`; only keys DynamoDB
     /// reports unprocessed are asked again, with backoff.
-    async fn batch_get(&self, mut wanted: Vec<keys::Key>) -> Result<Vec<HashMap<String, AttributeValue>>, StoreError> {
+    async fn batch_get(&self, wanted: Vec<keys::Key>) -> Result<Vec<HashMap<String, AttributeValue>>, StoreError> {
+        self.batch_get_patiently(wanted, CONFLICT_ATTEMPTS).await
+    }
+
+    /// [`Self::batch_get`], asking for unprocessed keys up to `attempts` times; when more than
+    /// [`CONFLICT_ATTEMPTS`], also after a request throttled whole.
+    async fn batch_get_patiently(
+        &self,
+        mut wanted: Vec<keys::Key>,
+        attempts: u32,
+    ) -> Result<Vec<HashMap<String, AttributeValue>>, StoreError> {
         let mut found = Vec::new();
         let mut attempt = 0;
         while !wanted.is_empty() {
             attempt += 1;
             let request = KeysAndAttributes::builder()
-                .set_keys(Some(std::mem::take(&mut wanted)))
+                .set_keys(Some(wanted.clone()))
                 .consistent_read(true)
                 .build()
                 .map_err(backend)?;
-            let out = self
+            let sent = self
                 .client
                 .batch_get_item()
                 .request_items(&self.table, request)
                 .send()
-                .await
-                .map_err(classify)?;
+                .await;
+            let out = match sent.map_err(classify) {
+                Ok(out) => out,
+                // Every key throttled (the SDK already tried again): wait and ask again while attempts last.
+                Err(StoreError::Busy(_)) if attempt < attempts && attempts > CONFLICT_ATTEMPTS => {
+                    backoff(attempt).await;
+                    continue;
+                }
+                Err(err) => return Err(err),
+            };
+            wanted.clear();
             found.extend(
                 out.responses
                     .and_then(|mut r| r.remove(&self.table))
                     .unwrap_or_default(),
             );
             if let Some(left) = out.unprocessed_keys.and_then(|mut u| u.remove(&self.table)) {
-                if attempt >= CONFLICT_ATTEMPTS {
+                if attempt >= attempts {
                     return Err(StoreError::Busy("batch read left keys unprocessed".into()));
                 }
                 wanted = left.keys().to_vec();
@@ -311,10 +391,15 @@ impl DynamoStore {
 #[async_trait]
 impl CatalogAdmin for DynamoStore {
     /// Sets every attribute of the product but its reservation ledger, which stays as the store holds
-    /// it (0 for a new product).
+    /// it (0 for a new product), in one transaction with a sharded product's further shards (its stock
+    /// split over them), so no order sees one shard's old price beside another's new.
     async fn upsert_product(&self, product: &Product) -> Result<(), StoreError> {
-        let mut attributes: HashMap<String, AttributeValue> = to_item(product).map_err(backend)?;
+        let mut items = Self::product_items(product)?;
+        let mut attributes: HashMap<String, AttributeValue> = items.remove(0);
         attributes.remove(keys::RESERVED);
+        attributes.remove(keys::PK);
+        attributes.remove(keys::SK);
+        attributes.insert("shards".to_owned(), AttributeValue::N(product.shards.to_string()));
         let mut sets = vec!["#reserved = if_not_exists(#reserved, :zero)".to_owned()];
         let mut names = HashMap::from([("#reserved".to_owned(), keys::RESERVED.to_owned())]);
         let mut values = HashMap::from([(":zero".to_owned(), AttributeValue::N("0".to_owned()))]);
@@ -323,13 +408,26 @@ impl CatalogAdmin for DynamoStore {
             names.insert(format!("#a{i}"), name);
             values.insert(format!(":a{i}"), value);
         }
-        self.client
-            .update_item()
+        let update = Update::builder()
             .table_name(&self.table)
             .set_key(Some(keys::product(&product.id)))
             .update_expression(format!("SET {}", sets.join(", ")))
             .set_expression_attribute_names(Some(names))
             .set_expression_attribute_values(Some(values))
+            .build()
+            .map_err(backend)?;
+        let mut actions = vec![TransactWriteItem::builder().update(update).build()];
+        for item in items {
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .build()
+                .map_err(backend)?;
+            actions.push(TransactWriteItem::builder().put(put).build());
+        }
+        self.client
+            .transact_write_items()
+            .set_transact_items(Some(actions))
             .send()
             .await
             .map_err(classify)?;
@@ -341,11 +439,53 @@ impl CatalogAdmin for DynamoStore {
     }
 
     async fn create_products(&self, products: &[Product]) -> Result<(), StoreError> {
-        let items = products
-            .iter()
-            .map(|product| super::item(product, keys::product(&product.id), []))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut items = Vec::with_capacity(products.len());
+        for product in products {
+            items.extend(Self::product_items(product)?);
+        }
         self.batch_put(items).await
+    }
+
+    /// Reads the shards' figures, then writes the even split only where every shard still holds what was
+    /// read (one transaction); while an order moved a figure in between, reads and tries again.
+    async fn rebalance_stock(&self, product: &ProductId) -> Result<Option<Rebalanced>, StoreError> {
+        let Some(held) = self.get::<Product>(keys::product(product)).await? else {
+            return Ok(None);
+        };
+        for attempt in 1..=super::UPDATE_ATTEMPTS {
+            let before = self.shard_stock(product, held.shards).await?;
+            let after = domain::stock::rebalance(&before);
+            let mut items = Vec::with_capacity(before.len());
+            for (k, (old, new)) in before.iter().zip(&after).enumerate() {
+                let update = Update::builder()
+                    .table_name(&self.table)
+                    .set_key(Some(keys::stock_shard(product, u16::try_from(k).map_err(backend)?)))
+                    .update_expression("SET stock = :new")
+                    .condition_expression("stock = :old")
+                    .expression_attribute_values(":old", AttributeValue::N(old.to_string()))
+                    .expression_attribute_values(":new", AttributeValue::N(new.to_string()))
+                    .build()
+                    .map_err(backend)?;
+                items.push(TransactWriteItem::builder().update(update).build());
+            }
+            match self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items))
+                .send()
+                .await
+            {
+                Ok(_) => return Ok(Some(Rebalanced { before, after })),
+                Err(SdkError::ServiceError(e))
+                    if matches!(e.err(), TransactWriteItemsError::TransactionCanceledException(_)) =>
+                {
+                    tracing::info!(product_id = %product, attempt, "a shard moved while rebalancing; reading again");
+                    backoff(attempt).await;
+                }
+                Err(err) => return Err(classify(err)),
+            }
+        }
+        Err(StoreError::Busy(format!("the shards of {product} kept moving").into()))
     }
 
     async fn upsert_addresses(&self, addresses: &[Address]) -> Result<(), StoreError> {

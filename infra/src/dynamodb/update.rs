@@ -54,22 +54,29 @@ impl DynamoStore {
             items.push(self.idempotency_put(record)?);
         }
         if let Some(restock) = &change.restock {
-            let update = match restock {
-                Restock::Stock(product, quantity) => Update::builder()
-                    .set_key(Some(keys::product(product)))
-                    .update_expression("SET stock = stock + :q")
-                    .condition_expression(keys::EXISTS)
-                    .expression_attribute_values(":q", AttributeValue::N(quantity.get().to_string())),
-                Restock::Reservation(product, quantity) => Update::builder()
+            let updates = match restock {
+                Restock::Stock(product, takes) => takes
+                    .iter()
+                    .map(|take| {
+                        Update::builder()
+                            .set_key(Some(keys::stock_shard(product, take.shard)))
+                            .update_expression("SET stock = stock + :q")
+                            .condition_expression(keys::EXISTS)
+                            .expression_attribute_values(":q", AttributeValue::N(take.quantity.to_string()))
+                    })
+                    .collect(),
+                Restock::Reservation(product, quantity) => vec![Update::builder()
                     .set_key(Some(keys::product(product)))
                     .update_expression("ADD #reserved :release")
                     .condition_expression("#reserved >= :q")
                     .expression_attribute_names("#reserved", keys::RESERVED)
                     .expression_attribute_values(":q", AttributeValue::N(quantity.get().to_string()))
-                    .expression_attribute_values(":release", AttributeValue::N(format!("-{}", quantity.get()))),
+                    .expression_attribute_values(":release", AttributeValue::N(format!("-{}", quantity.get())))],
             };
-            let update = update.table_name(&self.table).build().map_err(backend)?;
-            items.push(TransactWriteItem::builder().update(update).build());
+            for update in updates {
+                let update = update.table_name(&self.table).build().map_err(backend)?;
+                items.push(TransactWriteItem::builder().update(update).build());
+            }
         }
         Ok(items)
     }

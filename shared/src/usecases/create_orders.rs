@@ -1,6 +1,8 @@
 //! create_order and create_batch_orders: one order and one payment per distinct product, with the
 //! stock taken, all in one atomic write.
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 use serde_json::Value;
 
@@ -13,6 +15,7 @@ use crate::payment::Payment;
 use crate::placement::{NewOrder, Placement};
 use crate::ports::PlaceError;
 use crate::ports::{Catalog, Clock, Metric, Metrics, OrderStore, StockKind, SupplierStock};
+use crate::stock;
 use crate::usecases::idempotent::{at_most_once, Answered, Attempt};
 use crate::usecases::request::CreateOrders;
 
@@ -77,6 +80,10 @@ async fn place(
 ) -> Result<Attempt<Created>, ServiceError> {
     let ids: Vec<ProductId> = cmd.lines.iter().map(|l| l.product_id.clone()).collect();
     let mut attempt = 0;
+    // Sharded lines (docs/api.md §19): the first try takes each from the shard its order id picks, without
+    // reading any figure; after a short shard, the figures are read and the lines planned from them.
+    let mut shard_figures: HashMap<ProductId, Vec<u32>> = HashMap::new();
+    let mut plans = 0;
     loop {
         let (found, address) = ports.catalog.read(&ids, &cmd.address_id).await?;
         let products = found
@@ -96,6 +103,8 @@ async fn place(
 
         let now = ports.clock.now();
         let snapshot = AddressSnapshot::from(&address);
+        // Room in the one transaction for sharded lines to take from more than one shard.
+        let mut spare = crate::usecases::request::spare_actions(cmd.lines.len());
         let new_orders: Vec<NewOrder> = cmd
             .lines
             .iter()
@@ -110,8 +119,33 @@ async fn place(
                     ttl_minutes: cmd.ttl_minutes,
                 };
                 // Only a price beyond the catalogue's limit (docs/api.md §3) can get here.
-                let order = Order::new_pending(draft, now)
+                let mut order = Order::new_pending(draft, now)
                     .map_err(|too_large| ServiceError::field("quantity", format!("{}: {too_large}", product.id)))?;
+                if product.is_sharded() {
+                    order.stock_shards = match shard_figures.get(&product.id) {
+                        None => stock::first_take(&order.id, product.shards, line.quantity.get()),
+                        Some(figures) => {
+                            let planned = stock::plan(figures, &order.id, plans, line.quantity.get(), 1 + spare);
+                            planned.map_err(|unplanned| match unplanned {
+                                stock::Unplanned::Short { available } => {
+                                    ServiceError::InsufficientStock(vec![Shortage {
+                                        product_id: product.id.clone(),
+                                        requested: line.quantity.get(),
+                                        available,
+                                    }])
+                                }
+                                stock::Unplanned::TooThin => ServiceError::ServiceBusy(
+                                    format!(
+                                        "the stock of {} is spread over too many shards for one write",
+                                        product.id
+                                    )
+                                    .into(),
+                                ),
+                            })?
+                        }
+                    };
+                    spare -= order.stock_shards.len() - 1;
+                }
                 let payment = Payment::create_for_order(&order, cmd.payment_method, cmd.ttl_minutes, now);
                 Ok(NewOrder {
                     order,
@@ -161,6 +195,30 @@ async fn place(
                 tracing::info!(refusal = %stale, "catalogue changed between read and write; reading again");
                 ports.catalog.forget(&ids, Some(&cmd.address_id));
                 attempt += 1;
+            }
+            // A shard was short: read the figures of those products' shards and plan them again.
+            Err(PlaceError::ShardsShort(short)) if plans < stock::SHARD_PLANS => {
+                plans += 1;
+                for id in short {
+                    let Some(product) = products.iter().find(|p| p.id == id) else {
+                        continue;
+                    };
+                    let figures = ports.catalog.shard_stock(&id, product.shards).await?;
+                    shard_figures.insert(id, figures);
+                }
+            }
+            // A shard was busy with another order's write: try other shards at once (new order ids pick
+            // anew), without reading anything.
+            Err(PlaceError::ShardsContended(_)) if plans < stock::SHARD_PLANS => plans += 1,
+            Err(PlaceError::ShardsContended(busy)) => {
+                return Err(ServiceError::ServiceBusy(
+                    format!("the stock shards of {busy:?} stayed busy").into(),
+                ))
+            }
+            Err(PlaceError::ShardsShort(short)) => {
+                return Err(ServiceError::ServiceBusy(
+                    format!("the stock shards of {short:?} kept running short").into(),
+                ))
             }
             Err(PlaceError::ProductChanged(id)) => {
                 return Err(ServiceError::ServiceBusy(format!("product {id} kept changing").into()))

@@ -16,6 +16,12 @@ const FIXED_ACTIONS: usize = 2;
 /// Actions each distinct product spends: its stock (or existence) check, its order and its payment.
 const ACTIONS_PER_PRODUCT: usize = 3;
 /// The most distinct products one batch may hold so that its whole write fits one transaction.
+/// The actions a placement of `lines` products leaves for a sharded line to take from more than one
+/// shard (docs/api.md §19).
+pub fn spare_actions(lines: usize) -> usize {
+    TRANSACTION_ACTION_LIMIT.saturating_sub(FIXED_ACTIONS + lines * ACTIONS_PER_PRODUCT)
+}
+
 pub const MAX_BATCH_PRODUCTS: usize = (TRANSACTION_ACTION_LIMIT - FIXED_ACTIONS) / ACTIONS_PER_PRODUCT;
 // The cap is the largest batch that fits: checked when compiling.
 const _: () = assert!(FIXED_ACTIONS + MAX_BATCH_PRODUCTS * ACTIONS_PER_PRODUCT <= TRANSACTION_ACTION_LIMIT);
@@ -407,6 +413,13 @@ mod tests {
 
     fn json(body: &[u8]) -> Value {
         json_body(body).unwrap()
+    }
+
+    #[test]
+    fn sharded_lines_split_only_into_the_room_a_request_leaves() {
+        assert_eq!(spare_actions(1), 95);
+        assert_eq!(spare_actions(MAX_BATCH_PRODUCTS), 2);
+        assert_eq!(spare_actions(40), 0);
     }
 
     #[test]

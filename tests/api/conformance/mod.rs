@@ -18,6 +18,7 @@ pub mod payments;
 pub mod place_port;
 pub mod providers;
 pub mod refunds;
+pub mod shards;
 
 /// Instantiates each listed test for both adapters: `sqlite::<name>` and `dynamodb::<name>`.
 macro_rules! conformance {
@@ -54,6 +55,10 @@ conformance!(
     oversell::concurrent_batches_over_shared_products_never_oversell,
     oversell::concurrent_buyers_never_take_more_than_the_supplier_has,
     oversell::five_thousand_buyers_of_a_thousand_units_sell_exactly_the_stock,
+    shards::a_sharded_product_sells_every_unit_and_answers_the_sum_once_short,
+    shards::cancelled_expired_and_refunded_orders_return_units_to_their_shards,
+    shards::concurrent_buyers_of_a_sharded_product_never_oversell,
+    shards::the_loader_splits_stock_and_an_operator_rebalances_it,
     batch::one_short_product_writes_nothing_and_every_short_product_is_listed,
     batch::duplicate_lines_are_merged,
     batch::the_largest_batch_fits_one_write_and_one_more_is_refused,

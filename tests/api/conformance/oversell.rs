@@ -227,14 +227,7 @@ pub async fn five_thousand_buyers_of_a_thousand_units_sell_exactly_the_stock(env
         "sqlite"
     };
     let product = env.product("flash-fridge", "1999.00", STOCK).await;
-    let addresses: Vec<domain::catalog::Address> = (0..BUYERS)
-        .map(|i| domain::catalog::Address {
-            id: domain::AddressId::parse(&format!("addr-{i}")).unwrap(),
-            user_id: domain::UserId::parse(&format!("user-{i}")).unwrap(),
-            fields: serde_json::Map::new(),
-        })
-        .collect();
-    env.admin.upsert_addresses(&addresses).await.expect("addresses");
+    env.shoppers(BUYERS).await;
     let env = Arc::new(env);
     let in_flight = Arc::new(tokio::sync::Semaphore::new(if store == "dynamodb" {
         16

@@ -19,6 +19,7 @@ fn line(product: &str, quantity: u32, price: &str) -> NewOrder {
         stock_source: StockSource::Local,
         active: true,
         reserved: 0,
+        shards: 1,
     };
     let draft = OrderDraft {
         user_id: &UserId::parse("alice").unwrap(),
