@@ -234,7 +234,18 @@ impl Catalog for SqliteStore {
 
     async fn shard_stock(&self, product: &ProductId, shards: u16) -> Result<Vec<u32>, StoreError> {
         let id = product.clone();
-        self.with(move |conn| shard_figures(conn, &id, shards)).await
+        self.with(move |conn| {
+            // The count asked may come from a cached description: read every shard the product has now.
+            let now: u16 = conn
+                .query_row("SELECT shards FROM products WHERE id = ?1", params![id.as_str()], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(backend)?
+                .unwrap_or(1);
+            shard_figures(conn, &id, shards.max(now))
+        })
+        .await
     }
 
     async fn address(&self, id: &AddressId) -> Result<Option<Address>, StoreError> {

@@ -77,7 +77,8 @@ pub trait Catalog: Send + Sync {
     async fn address(&self, id: &AddressId) -> Result<Option<Address>, StoreError>;
 
     /// The figures of a product's stock shards, shard 0 (the product's own figure) first, read
-    /// consistently and never from a cache (docs/api.md §19); as many as the product has shards.
+    /// consistently and never from a cache (docs/api.md §19): `shards` of them, or every shard the
+    /// product has if it has more now (the count may come from a cached description).
     async fn shard_stock(&self, product: &ProductId, shards: u16) -> Result<Vec<u32>, StoreError>;
 
     /// Many products at once (the catalogue loader compares a file with them), in the order asked,

@@ -175,7 +175,8 @@ impl Catalog for DynamoStore {
         }
     }
 
-    /// One consistent `BatchGetItem` of the product's shard items (at most 32 keys). In a flash sale
+    /// One consistent `BatchGetItem` of the product's shard items (at most 32 keys), all of them if the
+    /// product has more than `shards` now. In a flash sale
     /// every refused buyer reads every shard, so keys left unprocessed (a shard's read capacity spent)
     /// are asked again more patiently than other reads: up to [`BULK_ATTEMPTS`] times.
     async fn shard_stock(&self, product: &ProductId, shards: u16) -> Result<Vec<u32>, StoreError> {
@@ -185,6 +186,17 @@ impl Catalog for DynamoStore {
                 BULK_ATTEMPTS,
             )
             .await?;
+        // The count asked may come from a cached description: if the product (shard 0) now has more
+        // shards, read them all.
+        let now = found_item(&found, &keys::product(product))
+            .and_then(|item| match item.get("shards") {
+                Some(AttributeValue::N(n)) => n.parse::<u16>().ok(),
+                _ => None,
+            })
+            .unwrap_or(1);
+        if now > shards {
+            return Box::pin(self.shard_stock(product, now)).await;
+        }
         (0..shards)
             .map(|k| {
                 let item = found_item(&found, &keys::stock_shard(product, k))

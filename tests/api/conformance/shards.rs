@@ -315,6 +315,8 @@ pub async fn the_loader_splits_stock_and_an_operator_rebalances_it(env: TestEnv)
         .await
         .expect("load");
     assert_eq!(figures(&env, &flash, 8).await, vec![2; 8]);
+    // A reader that still knows the old count (a warm cache's description) is given every shard
+    assert_eq!(figures(&env, &flash, 4).await, vec![2; 8]);
     let before = env.snapshot().await;
     let fewer = text.replace("\"shards\":4", "\"shards\":2");
     let file = infra::catalog_file::CatalogFile::parse(&fewer).expect("catalogue");
