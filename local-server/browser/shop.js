@@ -87,6 +87,10 @@ async function paidAtCashier(context, page, opener) {
   const row = page.locator("#orders tr", { has: page.locator("button.cancel") }).first();
   await row.locator("button.cancel").click();
   await page.waitForFunction((n) => document.querySelector('#products tr[data-product="fridge-bcd-470"] .stock').textContent === String(n), fridge - 2);
+  // The product list and the order list are refreshed separately: wait for the orders' too.
+  await page
+    .waitForFunction(() => ![...document.querySelectorAll("#orders button.cancel")].some((b) => b.offsetParent !== null), null, { timeout: 5000 })
+    .catch(() => {});
   check(!(await page.isVisible("#orders button.cancel")), "no pending order left to cancel");
   const statuses = await page.$$eval("#orders td.status", (cells) => cells.map((c) => c.textContent));
   check(statuses[0] === "已取消" && statuses.filter((s) => s === "已支付").length === 2, "the list: " + statuses);
