@@ -236,7 +236,9 @@ impl CatalogFile {
     /// `BatchGetItem`s of 100); those the store does not hold are created in bulk (`BatchWriteItem`s
     /// of 25, unprocessed items retried with backoff), those it holds with other figures are updated
     /// one by one keeping their reservation ledger (docs/api.md §10), the rest left unchanged; addresses
-    /// are written in bulk. `progress` is told how many entries each step handled.
+    /// are written in bulk. `progress` is told how many entries each step handled. Every
+    /// product is read before any is written: a product whose shard count the file would lower refuses
+    /// the load, with nothing written.
     pub async fn load(
         &self,
         catalog: &dyn Catalog,
@@ -246,23 +248,30 @@ impl CatalogFile {
         const CHUNK: usize = 500;
         let mut report = LoadReport::default();
         let products: Vec<Product> = self.products().collect();
+        // Everything the store holds is read before anything is written, so a refusal (a shard count
+        // lowered) leaves the store as it was.
+        let mut held = Vec::with_capacity(products.len());
         for chunk in products.chunks(CHUNK) {
             let ids: Vec<ProductId> = chunk.iter().map(|p| p.id.clone()).collect();
-            let held = catalog.products(&ids).await?;
+            held.extend(catalog.products(&ids).await?);
+        }
+        for (product, held) in products.iter().zip(&held) {
+            if let Some(held) = held.as_ref().filter(|h| h.shards > product.shards) {
+                return Err(CatalogError::Shards {
+                    product: product.id.clone(),
+                    reason: format!(
+                        "shards cannot shrink ({} held, {} asked): orders hold units in every shard",
+                        held.shards, product.shards
+                    ),
+                });
+            }
+        }
+        for (chunk, held) in products.chunks(CHUNK).zip(held.chunks(CHUNK)) {
             let mut new = Vec::new();
             for (product, held) in chunk.iter().zip(held) {
-                if let Some(held) = held.as_ref().filter(|h| h.shards > product.shards) {
-                    return Err(CatalogError::Shards {
-                        product: product.id.clone(),
-                        reason: format!(
-                            "shards cannot shrink ({} held, {} asked): orders hold units in every shard",
-                            held.shards, product.shards
-                        ),
-                    });
-                }
                 match held {
                     None => new.push(product.clone()),
-                    Some(held) if same_figures(&held, product) => report.products_unchanged += 1,
+                    Some(held) if same_figures(held, product) => report.products_unchanged += 1,
                     Some(_) => {
                         admin.upsert_product(product).await?;
                         report.products_updated += 1;

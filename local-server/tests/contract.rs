@@ -341,12 +341,7 @@ async fn every_documented_route_and_status_is_answered_as_documented() {
             "addresses": [{"id": "addr-carol-home", "user_id": "carol", "city": "杭州"}]}"#,
     )
     .unwrap();
-    let loaded = common::command()
-        .env("LOCAL_DATA_DIR", dir.path())
-        .args(["--catalog", hot_catalog.to_str().unwrap(), "--load-only"])
-        .output()
-        .unwrap();
-    assert!(loaded.status.success(), "{}", String::from_utf8_lossy(&loaded.stderr));
+    common::load_only(dir.path(), &hot_catalog);
     let (_server, base) = start(dir.path(), &[]);
     let mut c = Client {
         base,

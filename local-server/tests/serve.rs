@@ -273,17 +273,7 @@ async fn an_operator_reads_and_rebalances_a_hot_products_shards() {
     )
     .unwrap();
     let data = dir.path().join("data");
-    let loaded = common::command()
-        .args([
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--catalog",
-            catalog.to_str().unwrap(),
-            "--load-only",
-        ])
-        .output()
-        .unwrap();
-    assert!(loaded.status.success(), "{}", String::from_utf8_lossy(&loaded.stderr));
+    common::load_only(&data, &catalog);
     assert_eq!(
         stock(&data, &["flash"]).unwrap(),
         json!({"product_id": "flash", "shards": 4, "stock": 10, "figures": [3, 3, 2, 2]})

@@ -74,18 +74,15 @@ impl LineCheck {
 }
 
 impl NewOrder {
-    /// Judges the product as the store currently holds it against this order. Every adapter calls this,
-    /// so the stores agree on what each condition failure means.
+    /// Judges the product as the store currently holds it against this order (a line on sharded stock
+    /// is judged take by take instead, [`Self::check_take`]). Every adapter calls this, so the stores
+    /// agree on what each condition failure means.
     pub fn check(&self, current: Option<&Product>) -> LineCheck {
         let Some(product) = current.filter(|p| p.active) else {
             return LineCheck::Unavailable;
         };
         if product.price != self.order.unit_price || product.stock_source != self.order.stock_source {
             return LineCheck::Changed;
-        }
-        if self.is_sharded() {
-            // The product's own figure is one shard's: a sharded line is judged take by take.
-            return self.check_take(self.order.stock_takes()[0], Some(product));
         }
         let left = match self.order.stock_source {
             StockSource::Local => product.stock,

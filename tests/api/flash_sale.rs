@@ -137,12 +137,7 @@ async fn run(sale: Sale, settings: ModelSettings) -> Outcome {
                     .refused_available
                     .push(body["error"]["details"][0]["available"].as_u64().unwrap_or(u64::MAX));
             }
-            503 => {
-                outcome.busy += 1;
-                if std::env::var("FLASH_SALE_DEBUG").is_ok() {
-                    println!("503: {body}");
-                }
-            }
+            503 => outcome.busy += 1,
             _ => outcome.odd.push((status, body)),
         }
     }

@@ -301,10 +301,8 @@ impl DynamoModel {
     }
 
     async fn single_write(&self, target: &str, body: &Value) -> Result<Value, Failure> {
-        let key = match target {
-            "PutItem" => key_of(object(body, "Item")?)?,
-            _ => key_of(object(body, "Key")?)?,
-        };
+        let action = Action::parse(target.trim_end_matches("Item"), body)?;
+        let key = action.key.clone();
         {
             let mut state = self.state.lock().unwrap();
             if state.in_flight.contains_key(&key) {
@@ -313,7 +311,7 @@ impl DynamoModel {
                     "Transaction is ongoing for the item",
                 ));
             }
-            let units = write_units(state.items.get(&key), 1.0);
+            let units = write_units(state.items.get(&key), action.put.as_ref(), 1.0);
             if !Self::spend(
                 &mut state.writes,
                 &key,
@@ -328,7 +326,6 @@ impl DynamoModel {
             }
         }
         tokio::time::sleep(self.settings.write).await;
-        let action = Action::parse(target.trim_end_matches("Item"), body)?;
         let mut state = self.state.lock().unwrap();
         match action.apply(&mut state.items)? {
             Ok(()) => Ok(json!({})),
@@ -363,7 +360,10 @@ impl DynamoModel {
                 let codes = busy.iter().map(|b| if *b { "TransactionConflict" } else { "None" });
                 return Err(cancelled(codes.map(|c| (c, None)).collect()));
             }
-            let costs: Vec<f64> = keys.iter().map(|k| write_units(state.items.get(k), 2.0)).collect();
+            let costs: Vec<f64> = actions
+                .iter()
+                .map(|a| write_units(state.items.get(&a.key), a.put.as_ref(), 2.0))
+                .collect();
             let short: Vec<bool> = keys
                 .iter()
                 .zip(&costs)
@@ -487,8 +487,9 @@ fn size(item: Option<&Item>) -> usize {
     item.map_or(0, |m| m.iter().map(|(k, v)| k.len() + value_size(v)).sum())
 }
 
-fn write_units(item: Option<&Item>, per_kb: f64) -> f64 {
-    per_kb * (size(item).max(1) as f64 / 1024.0).ceil()
+/// The write units of writing an item: by the larger of the item as it is and the item put over it.
+fn write_units(old: Option<&Item>, new: Option<&Item>, per_kb: f64) -> f64 {
+    per_kb * (size(old).max(size(new)).max(1) as f64 / 1024.0).ceil()
 }
 
 fn read_units(item: Option<&Item>) -> f64 {

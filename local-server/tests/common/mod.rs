@@ -97,3 +97,20 @@ pub fn helper(keys: &str, args: &[&str]) -> String {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
 }
+
+/// Loads a catalogue file into the store of the data folder `data` and exits (`--load-only`), as an
+/// operator would; panics with the server's stderr if it refuses.
+#[allow(dead_code)]
+pub fn load_only(data: &std::path::Path, catalog: &std::path::Path) {
+    let out = command()
+        .args([
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--catalog",
+            catalog.to_str().unwrap(),
+            "--load-only",
+        ])
+        .output()
+        .expect("run --load-only");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
